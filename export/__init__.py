@@ -1,0 +1,1 @@
+"""mtsnn.export: checkpoint -> integer network -> core description + ONNX; integer validation."""

@@ -1,0 +1,1 @@
+"""mtsnn.toolchain: quantization-aware training of MT-SNNs (torch + brevitas)."""

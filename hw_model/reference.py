@@ -15,7 +15,7 @@ from .network import IntegerNetwork
 from .neuron import encode_pixels, mtlif_step, readout_step
 from .synapse import synaptic_input
 
-__all__ = ["ReferenceResult", "LayerRun", "run_layer", "run_reference", "predict"]
+__all__ = ["ReferenceResult", "LayerRun", "run_layer", "run_reference", "predict", "check_images"]
 
 
 @dataclass
@@ -25,6 +25,7 @@ class LayerRun:
     spikes: np.ndarray | None  # (T, B, *out_shape) uint8 counts, None for the readout
     logits: np.ndarray | None  # (B, n_out) int64 for the readout, None otherwise
     saturations: int  # neuron-steps clipped at the accumulator limit
+    smax_clipped: int = 0  # neuron-steps whose floor(U / theta) exceeded Smax (a residue >= theta stayed)
 
 
 @dataclass
@@ -32,6 +33,7 @@ class ReferenceResult:
     logits: np.ndarray  # (N, n_classes) int64: the readout's integer sum over T steps
     spikes: dict = field(default_factory=dict)  # layer name -> (T, N, *out_shape) uint8
     saturations: dict = field(default_factory=dict)  # layer name -> clipped neuron-steps
+    smax_clipped: dict = field(default_factory=dict)  # layer name -> neuron-steps clipped at Smax
 
     @property
     def predictions(self) -> np.ndarray:
@@ -66,22 +68,25 @@ def run_layer(layer, inputs: list, smax_in: int) -> LayerRun:
         return LayerRun(spikes=None, logits=v.reshape(v.shape[0], -1), saturations=saturations)
     spikes = np.empty((timesteps,) + currents[0].shape, dtype=np.uint8)
     p = layer.neuron
+    smax_clipped = 0
     for t, current in enumerate(currents):
         s, v, clipped = mtlif_step(v, current, p.theta_int, p.delta, p.smax, p.acc_bits)
         spikes[t] = s
         saturations += int(clipped.sum())
-    return LayerRun(spikes=spikes, logits=None, saturations=saturations)
+        smax_clipped += int((v >= p.theta_int).sum())  # after reset, a residue >= theta means s hit Smax
+    return LayerRun(spikes=spikes, logits=None, saturations=saturations, smax_clipped=smax_clipped)
 
 
 def _run_batch(net: IntegerNetwork, images: np.ndarray, record_spikes: bool):
     counts = encode_pixels(images, net.encoder.smax)
     inputs = [counts] * net.timesteps
-    spikes, saturations = {}, {}
+    spikes, saturations, smax_clipped = {}, {}, {}
     for index, layer in enumerate(net.layers):
         run = run_layer(layer, inputs, net.input_smax(index))
         saturations[layer.name] = run.saturations
+        smax_clipped[layer.name] = run.smax_clipped
         if layer.readout:
-            return run.logits, spikes, saturations
+            return run.logits, spikes, saturations, smax_clipped
         if record_spikes:
             spikes[layer.name] = run.spikes
         inputs = [run.spikes[t] for t in range(net.timesteps)]
@@ -102,13 +107,16 @@ def run_reference(
 ) -> ReferenceResult:
     """Run ``net`` on uint8 images (N, C, H, W). Spikes are kept per layer when record_spikes."""
     images = check_images(net, images)
-    logits, saturations = [], {layer.name: 0 for layer in net.layers}
+    logits = []
+    saturations = {layer.name: 0 for layer in net.layers}
+    smax_clipped = {layer.name: 0 for layer in net.layers}
     spikes: dict[str, list] = {}
     for start in range(0, len(images), batch_size):
-        batch_logits, batch_spikes, batch_sat = _run_batch(net, images[start : start + batch_size], record_spikes)
+        batch_logits, batch_spikes, batch_sat, batch_clip = _run_batch(net, images[start : start + batch_size], record_spikes)
         logits.append(batch_logits)
-        for name, value in batch_sat.items():
-            saturations[name] += value
+        for name in saturations:
+            saturations[name] += batch_sat[name]
+            smax_clipped[name] += batch_clip[name]
         for name, value in batch_spikes.items():
             spikes.setdefault(name, []).append(value)
     n_out = net.n_classes
@@ -116,4 +124,5 @@ def run_reference(
         logits=np.concatenate(logits, axis=0) if logits else np.zeros((0, n_out), np.int64),
         spikes={name: np.concatenate(parts, axis=1) for name, parts in spikes.items()},
         saturations=saturations,
+        smax_clipped=smax_clipped,
     )

@@ -1,0 +1,227 @@
+"""The quantization-aware MT-SNN: Brevitas fixed-point synapses + exact MT-LIF neurons.
+
+Fixed point: each synaptic layer's weights are quantized by Brevitas with a power-of-two scale
+per layer (``Int8WeightPerTensorFixedPoint`` at ``bits`` bits, narrow range: W = W_int * 2**-f,
+|W_int| <= 2**(bits-1) - 1). The float threshold ``theta`` (default 1.0) becomes
+theta_int = round(theta * 2**f), exact for theta = 1; biases are rounded (straight-through) to the
+same grid. Membranes are integers in units of 2**-f, so what the forward pass computes is the
+chip's integer arithmetic (DESIGN.md section 2), layer by layer:
+
+    counts  = (p * Smax + 127) // 255                      encoder, the same at every step
+    I_t     = (conv(x_t, W) + b) * 2**f                    integer-valued (exact, see below)
+    s_t     = MT-LIF(I_t)                                  toolchain.neuron (hw_model's step)
+    logits  = sum_t I_t of the readout, saturating        integer; the loss sees logits*2**-f/T
+
+Exactness of the float synapses: the inputs are integer counts and the weights integers times a
+power of two, so every partial sum is an integer times 2**-f. The conv runs in float32 when the
+layer's bound (hw_model.synapse.partial_sum_bound: Smax_in * sum|W_int| + |b_int|) is <= 2**24
+and in float64 otherwise; within the bound any summation order is exact.
+
+Multi-step mode: each synaptic layer runs once over all T x B inputs (the first layer once over
+B: its input is the same at every step), then its neurons step through T.
+
+Pooling (``P<k>``) is a depthwise k x k all-ones sum with stride k, followed by MT-LIF neurons
+with theta_int = k*k and no leak (delta = 0): an average with the remainder carried over.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from brevitas.nn import QuantConv2d, QuantLinear
+from brevitas.quant import Int8WeightPerTensorFixedPoint
+from torch import nn
+
+from hw_model.neuron import accumulator_limit, delta_from_tau, encode_pixels
+from hw_model.synapse import FLOAT32_EXACT_LIMIT
+from .arch import ConvSpec, DenseSpec, PoolSpec, layer_shapes
+from .neuron import NeuronConfig, SurrogateConfig, mtlif_multistep, readout_multistep
+
+__all__ = ["ModelConfig", "MTSNN", "IntegerRun", "QuantizedSynapse"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model (stored in the checkpoint as a plain dict)."""
+
+    arch: str
+    input_shape: tuple  # (C, H, W)
+    n_classes: int
+    timesteps: int = 2
+    smax: int = 15
+    bits: int = 8
+    acc_bits: int = 24
+    tau: float = 10.0  # membrane time constant in steps; delta = round(4096 / tau)
+    theta: float = 1.0  # float threshold of every synaptic layer's neurons
+    surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
+        if isinstance(self.surrogate, dict):
+            object.__setattr__(self, "surrogate", SurrogateConfig(**self.surrogate))
+        checks = [
+            (1 <= self.timesteps <= 64, "timesteps", "1..64", self.timesteps),
+            (1 <= self.smax <= 31, "smax", "1..31", self.smax),
+            (2 <= self.bits <= 16, "bits", "2..16", self.bits),
+            (8 <= self.acc_bits <= 32, "acc_bits", "8..32", self.acc_bits),
+            (self.tau >= 1 or self.tau == 0, "tau", ">= 1 (or 0 / inf for no leak)", self.tau),
+            (self.theta > 0, "theta", "> 0", self.theta),
+            (self.surrogate.curve in (1, 2, 3), "surrogate", "1, 2 or 3", self.surrogate.curve),
+            (self.n_classes >= 2, "n_classes", ">= 2", self.n_classes),
+        ]
+        for ok, name, expected, found in checks:
+            if not ok:
+                raise ValueError(f"{name}: expected {expected}, found {found}")
+        layer_shapes(self.arch, self.input_shape, self.n_classes)  # raises ArchError
+
+    @property
+    def delta(self) -> int:
+        return delta_from_tau(self.tau)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+
+class QuantizedSynapse(nn.Module):
+    """A conv or dense layer with fixed-point weights; quantizes once per forward call."""
+
+    def __init__(self, spec, in_shape: tuple, out_shape: tuple, config: ModelConfig):
+        super().__init__()
+        quant = dict(weight_quant=Int8WeightPerTensorFixedPoint, weight_bit_width=config.bits, bias=config.bias)
+        if isinstance(spec, ConvSpec):
+            self.kind = "conv"
+            self.padding = spec.padding
+            self.layer = QuantConv2d(in_shape[0], spec.channels, spec.kernel, padding=spec.padding, **quant)
+        else:
+            self.kind = "dense"
+            self.layer = QuantLinear(math.prod(in_shape), out_shape[0], **quant)
+        self.acc_bits = config.acc_bits
+
+    def quantized(self):
+        """(float weight with STE grad, weight_int, bias float or None, bias_int or None, scale, f)."""
+        qw = self.layer.quant_weight()
+        scale = qw.scale.detach().reshape(())
+        weight = qw.value
+        weight_int = torch.round(weight.detach() / scale)
+        bias = bias_int = None
+        if self.layer.bias is not None:
+            limit = accumulator_limit(self.acc_bits)
+            exact = torch.clamp(torch.round(self.layer.bias.detach() / scale), -limit, limit)
+            bias_int = exact
+            bias = self.layer.bias + (exact * scale - self.layer.bias).detach()
+        f = int(round(-math.log2(float(scale))))
+        return weight, weight_int, bias, bias_int, scale, f
+
+    def currents(self, x: torch.Tensor, smax_in: int, q) -> torch.Tensor:
+        """Integer-valued I for inputs x (M, ...) of counts; exact float32/float64 (see module doc)."""
+        weight, weight_int, bias, bias_int, scale, _ = q
+        per_out = weight_int.reshape(weight_int.shape[0], -1).abs().sum(dim=1) * smax_in
+        if bias_int is not None:
+            per_out = per_out + bias_int.abs()
+        if float(per_out.max()) > FLOAT32_EXACT_LIMIT:
+            x, weight = x.double(), weight.double()
+            bias = bias.double() if bias is not None else None
+        if self.kind == "conv":
+            y = F.conv2d(x, weight, bias, padding=self.padding)
+        else:
+            y = F.linear(x.reshape(x.shape[0], -1), weight, bias)
+        return y / scale.to(y.dtype)
+
+
+@dataclass
+class IntegerRun:
+    """What one exact forward pass produced (all integers, as torch tensors)."""
+
+    logits: torch.Tensor  # (B, n_classes) float64 holding integers
+    spikes: dict  # layer name -> (T, B, *out_shape) float holding counts
+
+
+class MTSNN(nn.Module):
+    """An MT-SNN built from an architecture string; forward(uint8 images) -> float logits."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.layer_names: list[str] = []
+        self.layer_kinds: list[str] = []
+        self.shapes = layer_shapes(config.arch, config.input_shape, config.n_classes)
+        self.synapses = nn.ModuleDict()
+        counts = {"conv": 0, "pool": 0, "dense": 0}
+        for index, (spec, in_shape, out_shape) in enumerate(self.shapes):
+            kind = "conv" if isinstance(spec, ConvSpec) else "pool" if isinstance(spec, PoolSpec) else "dense"
+            counts[kind] += 1
+            name = f"{kind}{counts[kind]}" if index < len(self.shapes) - 1 else "readout"
+            self.layer_names.append(name)
+            self.layer_kinds.append(kind)
+            if kind != "pool":
+                self.synapses[name] = QuantizedSynapse(spec, in_shape, out_shape, config)
+
+    # ------------------------------------------------------------------ per-layer parameters
+    def neuron_config(self, index: int) -> NeuronConfig:
+        c = self.config
+        delta = 0 if self.layer_kinds[index] == "pool" else c.delta
+        return NeuronConfig(delta=delta, smax=c.smax, acc_bits=c.acc_bits, surrogate=c.surrogate)
+
+    def pool_kernel(self, index: int) -> int:
+        return self.shapes[index][0].kernel
+
+    def theta_int(self, index: int, f: int) -> int:
+        """Integer threshold of layer ``index`` whose weight scale is 2**-f."""
+        if self.layer_kinds[index] == "pool":
+            return self.pool_kernel(index) ** 2
+        limit = accumulator_limit(self.config.acc_bits)
+        return int(min(limit, max(1, round(self.config.theta * 2.0**f))))
+
+    # ------------------------------------------------------------------ forward
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype != torch.uint8:
+            raise ValueError(f"images: expected dtype uint8, found {images.dtype}")
+        return encode_pixels(images, self.config.smax).to(torch.float32)
+
+    def _run(self, images: torch.Tensor, record: bool):
+        T = self.config.timesteps
+        x = self.encode(images)  # (B, C, H, W), constant over steps
+        batch = x.shape[0]
+        constant_input = True
+        spikes = {}
+        for index, name in enumerate(self.layer_names):
+            smax_in = self.config.smax
+            if self.layer_kinds[index] == "pool":
+                k = self.pool_kernel(index)
+                currents = F.avg_pool2d(x, k, stride=k, divisor_override=1)
+                f = 0
+            else:
+                synapse = self.synapses[name]
+                q = synapse.quantized()
+                currents = synapse.currents(x, smax_in, q)
+                f = q[5]
+            if constant_input:
+                currents = currents.unsqueeze(0).expand(T, *currents.shape)
+            else:
+                currents = currents.reshape(T, batch, *currents.shape[1:])
+            if name == "readout":
+                logits_int = readout_multistep(currents.double(), self.config.acc_bits)
+                return logits_int, f, spikes
+            s = mtlif_multistep(currents, self.theta_int(index, f), self.neuron_config(index))
+            if record:
+                spikes[name] = s.detach()
+            x = s.reshape(T * batch, *s.shape[2:])
+            constant_input = False
+        raise AssertionError("unreachable: the last layer is the readout")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Float logits for the loss: the integer logits * 2**-f / T (same argmax)."""
+        logits_int, f, _ = self._run(images, record=False)
+        return (logits_int * (2.0**-f / self.config.timesteps)).to(torch.float32)
+
+    @torch.no_grad()
+    def integer_forward(self, images: torch.Tensor) -> IntegerRun:
+        """The exact integer logits and every spiking layer's counts (T, B, *out_shape)."""
+        logits_int, _, spikes = self._run(images, record=True)
+        return IntegerRun(logits=logits_int, spikes=spikes)

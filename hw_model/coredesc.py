@@ -8,13 +8,16 @@ numpy + json alone; ``hw_model/schema/core-v1.schema.json`` documents the JSON (
   and newer versions; older versions would go through ``MIGRATIONS`` (none exist yet).
 - Deterministic: the same network gives byte-identical files (sorted npz members, fixed zip
   timestamps, stored uncompressed; JSON with a fixed key order).
-- Atomic: each file is written to a temporary file in the target folder, then renamed.
+- Atomic: each file is written to a temporary file in the target folder, then renamed. The JSON
+  (written last) records the SHA-256 of its npz, so a pair from two different writes (a crash
+  between the two renames) is detected on reading instead of silently mixed.
 - Checked: the reader validates every field (type, range, shape, dtype) and raises
   ``CoreFormatError`` with one line naming the file, the field, what was expected and found.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -82,12 +85,19 @@ def core_paths(path: str | os.PathLike) -> tuple[Path, Path]:
 # ----------------------------------------------------------------------------- writing
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside ``path``, fsync, then rename over it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -152,11 +162,17 @@ def _layer_doc(layer, arrays: dict[str, np.ndarray]) -> dict:
 
 def network_to_document(net: IntegerNetwork, arrays_name: str, placement: dict | None = None):
     """(JSON document, arrays) for a network; the document references arrays by key."""
+    document, arrays, _ = _document_and_npz(net, arrays_name, placement)
+    return document, arrays
+
+
+def _document_and_npz(net: IntegerNetwork, arrays_name: str, placement: dict | None):
     arrays: dict[str, np.ndarray] = {}
     document = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "arrays": arrays_name,
+        "arrays_sha256": None,
         "timesteps": net.timesteps,
         "n_classes": net.n_classes,
         "encoder": {"kind": net.encoder.kind, "shape": list(net.encoder.shape), "smax": net.encoder.smax},
@@ -164,15 +180,17 @@ def network_to_document(net: IntegerNetwork, arrays_name: str, placement: dict |
         "provenance": net.provenance,
         "placement": placement,
     }
-    return document, arrays
+    npz_bytes = _npz_bytes(arrays)
+    document["arrays_sha256"] = hashlib.sha256(npz_bytes).hexdigest()
+    return document, arrays, npz_bytes
 
 
 def write_core(path: str | os.PathLike, net: IntegerNetwork, placement: dict | None = None) -> tuple[Path, Path]:
     """Write ``X.core.json`` and ``X.core.npz`` atomically. Returns both paths."""
     json_path, npz_path = core_paths(path)
-    document, arrays = network_to_document(net, npz_path.name, placement)
-    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
-    atomic_write_bytes(npz_path, _npz_bytes(arrays))
+    document, _, npz_bytes = _document_and_npz(net, npz_path.name, placement)
+    text = json.dumps(document, indent=2, allow_nan=False, sort_keys=True) + "\n"
+    atomic_write_bytes(npz_path, npz_bytes)
     atomic_write_bytes(json_path, text.encode("utf-8"))
     return json_path, npz_path
 
@@ -188,6 +206,7 @@ class _Reader:
 
     def fail(self, field: str, expected: str, found: Any) -> CoreFormatError:
         found_text = found if isinstance(found, str) else repr(found)
+        found_text = found_text.replace("\r", "\\r").replace("\n", "\\n")
         if len(found_text) > 80:
             found_text = found_text[:77] + "..."
         return CoreFormatError(f"{self.path}: {field}: expected {expected}, found {found_text}")
@@ -237,9 +256,13 @@ def _load_json(path: Path) -> dict:
     return document
 
 
-def _load_arrays(path: Path) -> dict[str, np.ndarray]:
+def _load_arrays(path: Path, sha256: str) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise CoreFormatError(f"{path}: not found: expected the core description's arrays (.core.npz)")
+    found = hashlib.sha256(path.read_bytes()).hexdigest()
+    if found != sha256:
+        raise CoreFormatError(f"{path}: arrays_sha256: expected {sha256} (recorded in the .core.json), found {found}: "
+                              "the npz does not belong to this core description (modified, truncated or from another write)")
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
@@ -309,6 +332,10 @@ def _layer(reader: _Reader, doc: Any, index: int, arrays: dict):
         raise reader.fail(f"{field}.readout", "true or false", common["readout"])
     out_shape = reader.shape(doc, "out_shape", f"{field}.out_shape")
     if kind == "pool":
+        kernel = reader.integer(doc, "kernel", f"{field}.kernel", 1, 64)
+        stride = doc.get("stride", kernel)
+        if stride != kernel:
+            raise reader.fail(f"{field}.stride", f"{kernel} (pool stride equals its kernel)", stride)
         layer = PoolLayer(kernel=reader.integer(doc, "kernel", f"{field}.kernel", 1, 64), **common)
     else:
         weight_bits = reader.integer(doc, "weight_bits", f"{field}.weight_bits", 2, 16)
@@ -361,7 +388,8 @@ def read_core(path: str | os.PathLike) -> CoreDescription:
     if Path(arrays_name).name != arrays_name:
         raise reader.fail("arrays", "a file name in the same folder", arrays_name)
     npz_path = json_path.with_name(arrays_name)
-    arrays = _load_arrays(npz_path)
+    sha256 = reader.string(document, "arrays_sha256", "arrays_sha256")
+    arrays = _load_arrays(npz_path, sha256)
     try:
         network = _network(reader, document, arrays)
     except NetworkError as exc:

@@ -90,6 +90,8 @@ def _frozen_int64(array: Any, what: str, ndim: int) -> np.ndarray:
         raise NetworkError(f"{what}: expected an integer array, found dtype {arr.dtype}")
     if arr.ndim != ndim:
         raise NetworkError(f"{what}: expected {ndim} dimensions, found shape {arr.shape}")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        raise NetworkError(f"{what}: value {int(arr.max())} does not fit int64")
     arr = np.ascontiguousarray(arr, dtype=np.int64).copy()
     arr.flags.writeable = False
     return arr

@@ -129,7 +129,7 @@ def run_train(args: argparse.Namespace) -> int:
         "dataset": args.dataset or "digits", "epochs": epochs, "batch_size": args.batch_size, "lr": args.lr,
         "seed": args.seed, "loss": args.loss, "augment": args.augment, "test_accuracy": result.test_accuracy,
         "test_samples": int(len(dataset.test.labels)), "seconds": round(result.seconds, 2), "history": result.history,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
     }
     path = save_checkpoint(args.output, result.model, training)
     print(f"test accuracy (integer-exact forward): {result.test_accuracy:.4f} on {len(dataset.test.labels)} samples "

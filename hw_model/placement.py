@@ -1,13 +1,161 @@
-"""The placement section of a core description (written by the mapper; see hw_model.mapper)."""
+"""The placement section of a core description (written by ``hw_model.mapper``).
+
+Layout (JSON, snake_case, version ``PLACEMENT_VERSION``)::
+
+    {"format": "mtsnn-placement", "format_version": 1,
+     "target": "loihi",                          # name of the target file it was made for
+     "mesh": {"x": 8, "y": 4, "cores_per_router": 4},
+     "routing": "xy", "encoding": "unary",
+     "cores": [{"id": 0, "layer": "conv1", "neurons": [0, 256], "fan_in": [0, 36],
+                "group": 0, "router": [0, 0], "axons": 64, "synapses": 2048}, ...],
+     "routes": [{"src": 0, "dst": 3, "kind": "spike", "hops": [1, 0],
+                 "path": [[0, 0], [1, 0]]}, ...]}
+
+``neurons`` is a [start, stop) range of the layer's flat (C, H, W) neuron indices, ``fan_in``
+a [start, stop) range of the per-neuron fan-in order, ``group`` 0 the soma core. Within a
+layer every fan-in group covers every neuron exactly once and the groups tile the fan-in.
+Routes are XY (x first, then y); ``hops`` = [|dx|, |dy|].
+
+``check_placement`` validates all of this against the network (not the target: the target's
+limits are the mapper's design rules) and raises ``ValueError`` naming the field.
+"""
 
 from __future__ import annotations
 
-__all__ = ["check_placement"]
+from typing import Any
+
+__all__ = ["PLACEMENT_FORMAT", "PLACEMENT_VERSION", "ROUTE_KINDS", "check_placement"]
+
+PLACEMENT_FORMAT = "mtsnn-placement"
+PLACEMENT_VERSION = 1
+ROUTE_KINDS = ("spike", "partial_sum")
+
+
+def _fail(field: str, expected: str, found: Any) -> ValueError:
+    return ValueError(f"{field}: expected {expected}, found {found!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_pair(value: Any, field: str) -> tuple[int, int]:
+    if not (isinstance(value, list) and len(value) == 2 and all(_is_int(v) for v in value)):
+        raise _fail(field, "a list of two integers", value)
+    return value[0], value[1]
+
+
+def _check_header(placement: dict) -> tuple[int, int, int]:
+    if placement.get("format") != PLACEMENT_FORMAT:
+        raise _fail("format", repr(PLACEMENT_FORMAT), placement.get("format"))
+    if placement.get("format_version") != PLACEMENT_VERSION:
+        raise _fail("format_version", str(PLACEMENT_VERSION), placement.get("format_version"))
+    if not isinstance(placement.get("target"), str) or not placement["target"]:
+        raise _fail("target", "a target name", placement.get("target"))
+    if placement.get("routing") != "xy":
+        raise _fail("routing", "'xy'", placement.get("routing"))
+    if placement.get("encoding") not in ("unary", "graded"):
+        raise _fail("encoding", "'unary' or 'graded'", placement.get("encoding"))
+    mesh = placement.get("mesh")
+    if not isinstance(mesh, dict):
+        raise _fail("mesh", "an object", mesh)
+    for key in ("x", "y", "cores_per_router"):
+        if not _is_int(mesh.get(key)) or mesh[key] < 1:
+            raise _fail(f"mesh.{key}", "an integer >= 1", mesh.get(key))
+    return mesh["x"], mesh["y"], mesh["cores_per_router"]
+
+
+def _check_cores(placement: dict, network, mesh_x: int, mesh_y: int) -> list[dict]:
+    cores = placement.get("cores")
+    if not isinstance(cores, list) or not cores:
+        raise _fail("cores", "a non-empty list", cores if not isinstance(cores, list) else "[]")
+    layers = {layer.name: layer for layer in network.layers}
+    coverage: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    groups: dict[str, dict[int, tuple[int, int]]] = {}
+    for index, core in enumerate(cores):
+        where = f"cores[{index}]"
+        if not isinstance(core, dict):
+            raise _fail(where, "an object", core)
+        if core.get("id") != index:
+            raise _fail(f"{where}.id", str(index), core.get("id"))
+        layer = layers.get(core.get("layer"))
+        if layer is None:
+            raise _fail(f"{where}.layer", "a layer name of the network", core.get("layer"))
+        n0, n1 = _int_pair(core.get("neurons"), f"{where}.neurons")
+        if not 0 <= n0 < n1 <= layer.n_neurons:
+            raise _fail(f"{where}.neurons", f"a range within 0..{layer.n_neurons}", core["neurons"])
+        c0, c1 = _int_pair(core.get("fan_in"), f"{where}.fan_in")
+        if not 0 <= c0 < c1 <= layer.fan_in:
+            raise _fail(f"{where}.fan_in", f"a range within 0..{layer.fan_in}", core["fan_in"])
+        group = core.get("group")
+        if not _is_int(group) or group < 0:
+            raise _fail(f"{where}.group", "an integer >= 0", group)
+        known = groups.setdefault(layer.name, {}).setdefault(group, (c0, c1))
+        if known != (c0, c1):
+            raise _fail(f"{where}.fan_in", f"{list(known)} like the layer's other group-{group} cores", core["fan_in"])
+        x, y = _int_pair(core.get("router"), f"{where}.router")
+        if not (0 <= x < mesh_x and 0 <= y < mesh_y):
+            raise _fail(f"{where}.router", f"a router of the {mesh_x} x {mesh_y} mesh", core["router"])
+        for key in ("axons", "synapses"):
+            if not _is_int(core.get(key)) or core[key] < 0:
+                raise _fail(f"{where}.{key}", "an integer >= 0", core.get(key))
+        coverage.setdefault((layer.name, group), []).append((n0, n1))
+    for layer in network.layers:
+        layer_groups = groups.get(layer.name)
+        if not layer_groups:
+            raise _fail("cores", f"cores for layer {layer.name}", "none")
+        ranges = [layer_groups[g] for g in sorted(layer_groups)]
+        if sorted(layer_groups) != list(range(len(ranges))) or ranges[0][0] != 0 or ranges[-1][1] != layer.fan_in \
+                or any(a[1] != b[0] for a, b in zip(ranges[:-1], ranges[1:])):
+            raise _fail(f"cores ({layer.name} fan_in)", f"groups 0.. tiling 0..{layer.fan_in}", ranges)
+        for group in layer_groups:
+            spans = sorted(coverage[(layer.name, group)])
+            covered = spans[0][0] == 0 and spans[-1][1] == layer.n_neurons and all(
+                a[1] == b[0] for a, b in zip(spans[:-1], spans[1:])
+            )
+            if not covered:
+                raise _fail(f"cores ({layer.name} group {group} neurons)",
+                            f"ranges covering 0..{layer.n_neurons} exactly once", spans)
+    return cores
+
+
+def _check_routes(placement: dict, cores: list[dict]) -> None:
+    routes = placement.get("routes")
+    if not isinstance(routes, list):
+        raise _fail("routes", "a list", routes)
+    for index, route in enumerate(routes):
+        where = f"routes[{index}]"
+        if not isinstance(route, dict):
+            raise _fail(where, "an object", route)
+        for key in ("src", "dst"):
+            if not _is_int(route.get(key)) or not 0 <= route[key] < len(cores):
+                raise _fail(f"{where}.{key}", f"a core id 0..{len(cores) - 1}", route.get(key))
+        if route.get("kind") not in ROUTE_KINDS:
+            raise _fail(f"{where}.kind", " or ".join(repr(k) for k in ROUTE_KINDS), route.get("kind"))
+        (x0, y0), (x1, y1) = cores[route["src"]]["router"], cores[route["dst"]]["router"]
+        hops = _int_pair(route.get("hops"), f"{where}.hops")
+        if hops != (abs(x1 - x0), abs(y1 - y0)):
+            raise _fail(f"{where}.hops", f"the Manhattan distance {[abs(x1 - x0), abs(y1 - y0)]}", route["hops"])
+        path = route.get("path")
+        if not isinstance(path, list) or not path:
+            raise _fail(f"{where}.path", "a non-empty list of routers", path)
+        points = [_int_pair(p, f"{where}.path") for p in path]
+        expected = [(x0, y0)]
+        x, y = x0, y0
+        while x != x1:
+            x += 1 if x1 > x else -1
+            expected.append((x, y))
+        while y != y1:
+            y += 1 if y1 > y else -1
+            expected.append((x, y))
+        if points != expected:
+            raise _fail(f"{where}.path", f"the XY path {[list(p) for p in expected]}", path)
 
 
 def check_placement(placement: dict, network) -> None:
     """Raise ValueError naming the field when ``placement`` does not fit ``network``."""
-    if not isinstance(placement.get("target"), str):
-        raise ValueError(f"target: expected a target name, found {placement.get('target')!r}")
-    if not isinstance(placement.get("cores"), list):
-        raise ValueError(f"cores: expected a list, found {type(placement.get('cores')).__name__}")
+    if not isinstance(placement, dict):
+        raise _fail("placement", "an object", placement)
+    mesh_x, mesh_y, _ = _check_header(placement)
+    cores = _check_cores(placement, network, mesh_x, mesh_y)
+    _check_routes(placement, cores)

@@ -1,7 +1,8 @@
 """Command line: ``mtsnn train|evaluate|export|validate|sim`` and ``mtsnn-train``.
 
 The CLI parses arguments and calls library functions. A user mistake (bad path, malformed
-arch string, corrupt file ...) prints one line ``mtsnn: error: ...`` and exits with 2; a
+arch string, corrupt file ...) prints one line ``mtsnn <command>: error: ...`` (or
+``mtsnn-train: error: ...``) and exits with 2; a
 failed validation exits with 1.
 """
 
@@ -31,8 +32,9 @@ def user_errors() -> tuple[type, ...]:
     from .arch import ArchError
     from .checkpoint import CheckpointError
     from .datasets import DatasetError
+    from .model import ConfigError
 
-    types: list[type] = [CoreFormatError, NetworkError, ArchError, CheckpointError, DatasetError]
+    types: list[type] = [CoreFormatError, NetworkError, ArchError, CheckpointError, DatasetError, ConfigError]
     try:
         from hw_model.mapper import DesignRuleError
         from hw_model.target import TargetError
@@ -113,10 +115,10 @@ def run_train(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset)
     kind = _dataset_kind(args.dataset)
     arch = args.arch or DEFAULT_ARCH.get(kind, DEFAULT_ARCH["mnist"])
-    epochs = args.epochs or (30 if kind == "digits" else 15)
+    epochs = args.epochs if args.epochs is not None else (30 if kind == "digits" else 15)
     config = ModelConfig(
         arch=arch, input_shape=dataset.input_shape, n_classes=dataset.n_classes, timesteps=args.timesteps,
-        smax=args.smax, bits=args.bits, acc_bits=args.acc_bits or default_acc_bits(args.bits), tau=args.tau,
+        smax=args.smax, bits=args.bits, acc_bits=args.acc_bits if args.acc_bits is not None else default_acc_bits(args.bits), tau=args.tau,
         theta=args.theta, surrogate=SurrogateConfig(args.surrogate, args.a, args.b),
     )
     settings = TrainSettings(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, loss=args.loss,

@@ -40,7 +40,11 @@ from hw_model.synapse import FLOAT32_EXACT_LIMIT
 from .arch import ConvSpec, DenseSpec, PoolSpec, layer_shapes
 from .neuron import NeuronConfig, SurrogateConfig, mtlif_multistep, readout_multistep
 
-__all__ = ["ModelConfig", "MTSNN", "IntegerRun", "QuantizedSynapse"]
+__all__ = ["ConfigError", "ModelConfig", "MTSNN", "IntegerRun", "QuantizedSynapse"]
+
+
+class ConfigError(ValueError):
+    """An out-of-range model or training setting (one line: the setting, expected, found)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class ModelConfig:
     n_classes: int
     timesteps: int = 2
     smax: int = 15
-    bits: int = 8
+    bits: int = 8  # 0 = the float baseline: no quantization, float neurons (for comparison only)
     acc_bits: int = 24
     tau: float = 10.0  # membrane time constant in steps; delta = round(4096 / tau)
     theta: float = 1.0  # float threshold of every synaptic layer's neurons
@@ -66,7 +70,7 @@ class ModelConfig:
         checks = [
             (1 <= self.timesteps <= 64, "timesteps", "1..64", self.timesteps),
             (1 <= self.smax <= 31, "smax", "1..31", self.smax),
-            (2 <= self.bits <= 16, "bits", "2..16", self.bits),
+            (self.bits == 0 or 2 <= self.bits <= 16, "bits", "2..16 (or 0 for the float baseline)", self.bits),
             (8 <= self.acc_bits <= 32, "acc_bits", "8..32", self.acc_bits),
             (self.tau >= 1 or self.tau == 0, "tau", ">= 1 (or 0 / inf for no leak)", self.tau),
             (self.theta > 0, "theta", "> 0", self.theta),
@@ -75,8 +79,12 @@ class ModelConfig:
         ]
         for ok, name, expected, found in checks:
             if not ok:
-                raise ValueError(f"{name}: expected {expected}, found {found}")
+                raise ConfigError(f"{name}: expected {expected}, found {found}")
         layer_shapes(self.arch, self.input_shape, self.n_classes)  # raises ArchError
+
+    @property
+    def quantized(self) -> bool:
+        return self.bits != 0
 
     @property
     def delta(self) -> int:
@@ -93,7 +101,9 @@ class QuantizedSynapse(nn.Module):
 
     def __init__(self, spec, in_shape: tuple, out_shape: tuple, config: ModelConfig):
         super().__init__()
-        quant = dict(weight_quant=Int8WeightPerTensorFixedPoint, weight_bit_width=config.bits, bias=config.bias)
+        # the float baseline keeps the same modules (so its checkpoint can be re-quantized at export)
+        quant = dict(weight_quant=Int8WeightPerTensorFixedPoint, weight_bit_width=config.bits or 8, bias=config.bias)
+        self.float_baseline = not config.quantized
         if isinstance(spec, ConvSpec):
             self.kind = "conv"
             self.padding = spec.padding
@@ -105,6 +115,9 @@ class QuantizedSynapse(nn.Module):
 
     def quantized(self):
         """(float weight with STE grad, weight_int, bias float or None, bias_int or None, scale, f)."""
+        if self.float_baseline:
+            one = torch.ones((), dtype=self.layer.weight.dtype)
+            return self.layer.weight, None, self.layer.bias, None, one, 0
         qw = self.layer.quant_weight()
         scale = qw.scale.detach().reshape(())
         weight = qw.value
@@ -121,6 +134,10 @@ class QuantizedSynapse(nn.Module):
     def currents(self, x: torch.Tensor, smax_in: int, q) -> torch.Tensor:
         """Integer-valued I for inputs x (M, ...) of counts; exact float32/float64 (see module doc)."""
         weight, weight_int, bias, bias_int, scale, _ = q
+        if weight_int is None:  # float baseline: nothing to prove
+            if self.kind == "conv":
+                return F.conv2d(x, weight, bias, padding=self.padding)
+            return F.linear(x.reshape(x.shape[0], -1), weight, bias)
         per_out = weight_int.reshape(weight_int.shape[0], -1).abs().sum(dim=1) * smax_in
         if bias_int is not None:
             per_out = per_out + bias_int.abs()
@@ -166,7 +183,7 @@ class MTSNN(nn.Module):
     def neuron_config(self, index: int) -> NeuronConfig:
         c = self.config
         delta = 0 if self.layer_kinds[index] == "pool" else c.delta
-        return NeuronConfig(delta=delta, smax=c.smax, acc_bits=c.acc_bits, surrogate=c.surrogate)
+        return NeuronConfig(delta=delta, smax=c.smax, acc_bits=c.acc_bits, surrogate=c.surrogate, exact=c.quantized)
 
     def pool_kernel(self, index: int) -> int:
         return self.shapes[index][0].kernel
@@ -175,6 +192,8 @@ class MTSNN(nn.Module):
         """Integer threshold of layer ``index`` whose weight scale is 2**-f."""
         if self.layer_kinds[index] == "pool":
             return self.pool_kernel(index) ** 2
+        if not self.config.quantized:
+            return self.config.theta
         limit = accumulator_limit(self.config.acc_bits)
         return int(min(limit, max(1, round(self.config.theta * 2.0**f))))
 
@@ -206,6 +225,8 @@ class MTSNN(nn.Module):
             else:
                 currents = currents.reshape(T, batch, *currents.shape[1:])
             if name == "readout":
+                if not self.config.quantized:
+                    return currents.double().sum(dim=0), f, spikes
                 logits_int = readout_multistep(currents.double(), self.config.acc_bits)
                 return logits_int, f, spikes
             s = mtlif_multistep(currents, self.theta_int(index, f), self.neuron_config(index))

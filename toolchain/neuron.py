@@ -38,6 +38,14 @@ class NeuronConfig:
     smax: int
     acc_bits: int
     surrogate: SurrogateConfig = SurrogateConfig()
+    exact: bool = True  # False: the float baseline (no trunc, no saturation), never deployed
+
+
+def _float_step(v, i, theta, delta: int, smax: int):
+    """The float MT-LIF of the unquantized baseline: V*(1 - delta/4096) + I, no rounding, no clip."""
+    u = v * ((chip.LEAK_DENOMINATOR - delta) / chip.LEAK_DENOMINATOR) + i
+    s = torch.clamp(torch.floor(u / theta), 0, smax)
+    return s, u - s * theta, torch.zeros_like(u, dtype=torch.bool)
 
 
 class _MTLIFMultiStep(torch.autograd.Function):
@@ -51,7 +59,10 @@ class _MTLIFMultiStep(torch.autograd.Function):
             x_pre = torch.empty_like(currents, dtype=torch.float32)
             open_mask = torch.empty_like(currents, dtype=torch.bool)
             for t in range(i64.shape[0]):
-                s, v_next, clipped = chip.mtlif_step(v, i64[t], theta_int, config.delta, config.smax, config.acc_bits)
+                if config.exact:
+                    s, v_next, clipped = chip.mtlif_step(v, i64[t], theta_int, config.delta, config.smax, config.acc_bits)
+                else:
+                    s, v_next, clipped = _float_step(v, i64[t], theta_int, config.delta, config.smax)
                 spikes[t] = s
                 x_pre[t] = (v_next + s * theta_int) / theta_int
                 open_mask[t] = ~clipped

@@ -5,13 +5,15 @@ spikes at x = 1, 2, ..., Smax. Following Xu, Liu & Yang (2021), each curve is a 
 centred on the thresholds k (k = 1..Smax) with height parameter ``a`` and steepness ``b``
 (paper defaults: curve 2, a = 1, b = 20). The bumps are narrow next to the spacing of 1 between
 thresholds, so we evaluate only the bump of the nearest threshold, k* = clip(round(x), 1, Smax),
-with d = x - k*: one bump per element instead of Smax (the neglected tails are < 1e-4 for the
-defaults). Our exact formulas (the paper's are left to the project by DESIGN.md):
+with d = x - k*: one bump per element instead of Smax. What that leaves out is the neighbouring
+bumps' tails, largest midway between two thresholds (|d| = 1/2): at b = 20 they are 9e-4 a
+(curve 1), 6.7e-3 a (curve 2) and 0 (curve 3, whose bumps end at 2/sqrt(b) < 1/2). Our exact
+formulas (the paper's are left to the project by DESIGN.md):
 
 - curve 1, sigmoid-derivative bumps:  g1(d) = a * b * sig(b d) * (1 - sig(b d))
   each bump integrates to a (the height of one step); its peak a*b/4 can exceed 1 (5 at b=20).
-- curve 2, Gaussian bumps:            g2(d) = a * exp(-b d^2 / 2)
-  bounded by a; standard deviation 1/sqrt(b) threshold units.
+- curve 2, Gaussian bumps:            g2(d) = a * exp(-b d^2)
+  bounded by a; standard deviation 1/sqrt(2b) threshold units (0.16 at b = 20).
 - curve 3, triangular bumps:          g3(d) = a * max(0, 1 - |d| sqrt(b) / 2)
   bounded by a; half-width 2/sqrt(b) threshold units.
 
@@ -42,7 +44,7 @@ def surrogate_derivative(x: torch.Tensor, smax: int, curve: int = 2, a: float = 
         sig = torch.sigmoid(b * d)
         return a * b * sig * (1 - sig)
     if curve == 2:
-        return a * torch.exp(-0.5 * b * d * d)
+        return a * torch.exp(-b * d * d)
     if curve == 3:
         return a * torch.clamp(1 - d.abs() * (math.sqrt(b) / 2), min=0)
     raise ValueError(f"surrogate curve: expected 1, 2 or 3, found {curve}")

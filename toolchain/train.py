@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .model import MTSNN, ModelConfig
+from .model import MTSNN, ConfigError, ModelConfig
 
 __all__ = ["TrainSettings", "seed_everything", "train_model", "evaluate_model", "predict"]
 
@@ -28,10 +28,13 @@ class TrainSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f"epochs, batch-size and lr must be positive, found {self.epochs}, {self.batch_size}, {self.lr}")
+        for name, value in (("epochs", self.epochs), ("batch-size", self.batch_size), ("lr", self.lr)):
+            if not value > 0:
+                raise ConfigError(f"--{name}: expected a positive value, found {value}")
+        if self.augment < 0:
+            raise ConfigError(f"--augment: expected >= 0 pixels, found {self.augment}")
         if self.loss not in ("ce", "mse"):
-            raise ValueError(f"loss: expected 'ce' or 'mse', found {self.loss!r}")
+            raise ConfigError(f"--loss: expected 'ce' or 'mse', found {self.loss!r}")
 
 
 def seed_everything(seed: int) -> None:

@@ -1,0 +1,478 @@
+"""Map an ``IntegerNetwork`` onto a ``Target``: design rules, partitioning, placement, routes.
+
+Steps (``map_network``), none of which changes its input:
+
+1. **Design rules first** (``DESIGN_RULES``): small named functions, each raising
+   ``DesignRuleError`` that names the layer, the limit and the value found.
+2. **Fan-in groups**: a layer's per-neuron fan-in (conv: the weight's (C, kh, kw) order; dense:
+   the flattened input; pool: the k x k window) is one group, or, when the fan-in exceeds a
+   core and the target allows ``partial_sums``, contiguous groups of at most
+   ``min(axons_per_core, synapse_memory_bits // weight_bits)`` entries. Group 0's core is the
+   neuron's *soma* core: it adds the bias and runs the neuron; every other group's core sends
+   its partial sums to the soma core (one packet per nonzero partial sum, a "partial_sum" route).
+3. **Neuron slices**: each layer's neurons, in flat (C, H, W) order, are cut greedily into
+   contiguous slices, each as long as every group's core still fits: neurons <= neurons_per_core,
+   distinct inputs (axons) <= axons_per_core, synapses x weight bits <= synapse_memory_bits.
+   Connectivity is exact (index sets): a conv neuron is connected to the inputs under its
+   receptive field inside the image (padding positions are no synapse); a dense neuron to every
+   input of its group (zero weights included: they are stored); a pool neuron to its window.
+   One core per (slice, group); cores are numbered layer by layer, slice by slice, group by group.
+4. **Placement**: core ``i`` sits at router ``i // cores_per_router``, routers in row-major order.
+5. **Routes**: a spike route from every soma core of layer l to every core of layer l + 1 whose
+   axon set holds at least one of the source's neurons (exact intersection); dimension-order XY
+   routing (x first, then y, as on TrueNorth [M14] and Loihi's mesh), hops per axis, and the
+   directed links used. The readout layer's cores send nothing. The encoder's counts are
+   injected by the host into layer 1's cores (no mesh traffic modelled).
+
+``Mapping.placement()`` gives the JSON-able ``placement`` section of the core description;
+``mapping_from_placement`` rebuilds the same mapping from it (after ``check_placement``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .network import ConvLayer, DenseLayer, IntegerNetwork, PoolLayer
+from .placement import PLACEMENT_FORMAT, PLACEMENT_VERSION, check_placement
+from .target import Target
+
+__all__ = [
+    "DesignRuleError",
+    "CoreSpec",
+    "CoreConnectivity",
+    "Route",
+    "Mapping",
+    "DESIGN_RULES",
+    "weight_bits_fit_target",
+    "acc_bits_fit_target",
+    "fan_in_fits_core_or_can_split",
+    "synapse_memory_fits_core",
+    "network_fits_core_count",
+    "check_design_rules",
+    "synapse_bits",
+    "fan_in_groups",
+    "fanin_indices",
+    "core_connectivity",
+    "partition_layer",
+    "xy_path",
+    "map_network",
+    "mapping_from_placement",
+]
+
+
+class DesignRuleError(ValueError):
+    """The network does not fit the target; the message names the layer, the limit, the value."""
+
+
+# ----------------------------------------------------------------------------- design rules
+
+
+def synapse_bits(layer) -> int:
+    """Bits one stored synapse of ``layer`` takes (pool: implicit all-ones weights, 1 bit)."""
+    return 1 if isinstance(layer, PoolLayer) else int(layer.weight_bits)
+
+
+def weight_bits_fit_target(network: IntegerNetwork, target: Target) -> None:
+    for layer in network.layers:
+        if synapse_bits(layer) > target.weight_bits:
+            raise DesignRuleError(
+                f"layer {layer.name}: weight bits {synapse_bits(layer)} > {target.weight_bits} "
+                f"weight bits on target {target.name}"
+            )
+
+
+def acc_bits_fit_target(network: IntegerNetwork, target: Target) -> None:
+    for layer in network.layers:
+        if layer.neuron.acc_bits > target.acc_bits:
+            raise DesignRuleError(
+                f"layer {layer.name}: accumulator bits {layer.neuron.acc_bits} > {target.acc_bits} "
+                f"accumulator bits on target {target.name}"
+            )
+
+
+def fan_in_fits_core_or_can_split(network: IntegerNetwork, target: Target) -> None:
+    for layer in network.layers:
+        if layer.fan_in > target.axons_per_core and not target.partial_sums:
+            raise DesignRuleError(
+                f"layer {layer.name}: fan-in {layer.fan_in} > {target.axons_per_core} axons per core "
+                f"on target {target.name} (which cannot merge partial sums)"
+            )
+
+
+def synapse_memory_fits_core(network: IntegerNetwork, target: Target) -> None:
+    """One neuron's synapses (of one fan-in group when splitting is allowed) must fit a core."""
+    for layer in network.layers:
+        smallest = min(layer.fan_in, 1 if target.partial_sums else layer.fan_in)
+        needed = smallest * synapse_bits(layer)
+        if needed > target.synapse_memory_bits:
+            raise DesignRuleError(
+                f"layer {layer.name}: synapse memory {needed} bits for one neuron > "
+                f"{target.synapse_memory_bits} bits per core on target {target.name}"
+            )
+
+
+def _lower_bound_cores(layer, target: Target) -> int:
+    return math.ceil(layer.n_neurons / target.neurons_per_core) * len(fan_in_groups(layer, target))
+
+
+def network_fits_core_count(network: IntegerNetwork, target: Target, cores_per_layer: list | None = None) -> None:
+    """The cores used (a lower bound before partitioning, the real count after) fit the chip."""
+    counts = cores_per_layer or [_lower_bound_cores(layer, target) for layer in network.layers]
+    total = 0
+    for layer, count in zip(network.layers, counts):
+        total += count
+        if total > target.n_cores:
+            raise DesignRuleError(
+                f"layer {layer.name}: cores {total} (cumulative up to this layer) > {target.n_cores} "
+                f"cores on target {target.name}"
+            )
+
+
+DESIGN_RULES = (
+    weight_bits_fit_target,
+    acc_bits_fit_target,
+    fan_in_fits_core_or_can_split,
+    synapse_memory_fits_core,
+    network_fits_core_count,
+)
+
+
+def check_design_rules(network: IntegerNetwork, target: Target) -> None:
+    """Run every design rule in order; the first failure raises ``DesignRuleError``."""
+    for rule in DESIGN_RULES:
+        rule(network, target)
+
+
+# ----------------------------------------------------------------------------- connectivity
+
+
+def fan_in_groups(layer, target: Target) -> list[tuple[int, int]]:
+    """Contiguous [start, stop) ranges of the per-neuron fan-in, one per core group."""
+    fan_in = layer.fan_in
+    if not target.partial_sums:
+        return [(0, fan_in)]
+    size = min(fan_in, target.axons_per_core, max(1, target.synapse_memory_bits // synapse_bits(layer)))
+    return [(start, min(start + size, fan_in)) for start in range(0, fan_in, size)]
+
+
+def fanin_indices(layer, neurons: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Flat input index of fan-in entries start..stop-1 of each neuron: (len(neurons), stop-start).
+
+    -1 marks a padding position (no synapse). Inputs and outputs are flat in (C, H, W) order.
+    """
+    neurons = np.asarray(neurons, dtype=np.int64)[:, None]
+    cols = np.arange(start, stop, dtype=np.int64)[None, :]
+    if isinstance(layer, DenseLayer):
+        return np.broadcast_to(cols, (neurons.shape[0], cols.shape[1])).copy()
+    _, h, w = layer.in_shape
+    _, oh, ow = layer.out_shape
+    k = layer.kernel
+    pos = neurons % (oh * ow)
+    y, x = pos // ow, pos % ow
+    ky, kx = (cols // k) % k, cols % k
+    if isinstance(layer, ConvLayer):
+        c = cols // (k * k)
+        iy = y * layer.stride + ky - layer.padding
+        ix = x * layer.stride + kx - layer.padding
+    elif isinstance(layer, PoolLayer):
+        c = neurons // (oh * ow)
+        iy, ix = y * k + ky, x * k + kx
+    else:
+        raise TypeError(f"unknown layer type {type(layer).__name__}")
+    valid = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    return np.where(valid, c * h * w + iy * w + ix, -1)
+
+
+@dataclass(frozen=True, eq=False)
+class CoreConnectivity:
+    """The inputs one core listens to and how many of its synapses each one drives."""
+
+    axons: np.ndarray  # (n_axons,) int64, sorted flat input indices of the layer
+    fanout: np.ndarray  # (n_axons,) int64, synapses in this core driven by each axon
+
+    @property
+    def n_axons(self) -> int:
+        return int(self.axons.size)
+
+    @property
+    def n_synapses(self) -> int:
+        return int(self.fanout.sum())
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array, dtype=np.int64)
+    array.flags.writeable = False
+    return array
+
+
+def core_connectivity(layer, neurons: tuple[int, int], fan_in: tuple[int, int]) -> CoreConnectivity:
+    """Exact axon set and per-axon fan-out of the core holding ``neurons`` x ``fan_in``."""
+    n0, n1 = neurons
+    c0, c1 = fan_in
+    if isinstance(layer, DenseLayer):  # every neuron sees every input of the group
+        return CoreConnectivity(_readonly(np.arange(c0, c1)), _readonly(np.full(c1 - c0, n1 - n0)))
+    idx = fanin_indices(layer, np.arange(n0, n1), c0, c1)
+    counts = np.bincount(idx[idx >= 0], minlength=math.prod(layer.in_shape))
+    axons = np.flatnonzero(counts)
+    return CoreConnectivity(_readonly(axons), _readonly(counts[axons]))
+
+
+def _slice_fits(layer, target: Target, groups, n0: int, n1: int) -> bool:
+    if n1 - n0 > target.neurons_per_core:
+        return False
+    for group in groups:
+        conn = core_connectivity(layer, (n0, n1), group)
+        if conn.n_axons > target.axons_per_core:
+            return False
+        if conn.n_synapses * synapse_bits(layer) > target.synapse_memory_bits:
+            return False
+    return True
+
+
+def partition_layer(layer, target: Target) -> list[tuple[int, int]]:
+    """Greedy contiguous neuron slices [start, stop) so that every group's core fits."""
+    groups = fan_in_groups(layer, target)
+    slices, n0, n_out = [], 0, layer.n_neurons
+    while n0 < n_out:
+        hi = min(n0 + target.neurons_per_core, n_out)
+        if not _slice_fits(layer, target, groups, n0, n0 + 1):
+            raise DesignRuleError(f"layer {layer.name}: neuron {n0} does not fit one core of target {target.name}")
+        if _slice_fits(layer, target, groups, n0, hi):
+            n1 = hi
+        else:  # the constraints are monotone in the slice end: binary search the longest
+            lo, bad = n0 + 1, hi
+            while bad - lo > 1:
+                mid = (lo + bad) // 2
+                lo, bad = (mid, bad) if _slice_fits(layer, target, groups, n0, mid) else (lo, mid)
+            n1 = lo
+        slices.append((n0, n1))
+        n0 = n1
+    return slices
+
+
+# ----------------------------------------------------------------------------- routes
+
+
+def xy_path(src: tuple[int, int], dst: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+    """Routers visited by dimension-order routing: along x first, then along y (both ends included)."""
+    (x, y), (x1, y1) = src, dst
+    path = [(x, y)]
+    while x != x1:
+        x += 1 if x1 > x else -1
+        path.append((x, y))
+    while y != y1:
+        y += 1 if y1 > y else -1
+        path.append((x, y))
+    return tuple(path)
+
+
+@dataclass(frozen=True)
+class CoreSpec:
+    """One used core: which neurons and which part of their fan-in it holds, and where it sits."""
+
+    core_id: int
+    layer_index: int
+    layer_name: str
+    neurons: tuple[int, int]  # [start, stop) flat (C, H, W) indices of the layer's neurons
+    fan_in: tuple[int, int]  # [start, stop) of the per-neuron fan-in order
+    group: int  # fan-in group; 0 = the soma core that runs the neurons
+    router: tuple[int, int]  # (x, y) on the mesh
+
+    @property
+    def soma(self) -> bool:
+        return self.group == 0
+
+    @property
+    def n_neurons(self) -> int:
+        return self.neurons[1] - self.neurons[0]
+
+
+@dataclass(frozen=True)
+class Route:
+    """Traffic from one core to another: spikes to the next layer, or partial sums to a soma."""
+
+    route_id: int
+    src: int
+    dst: int
+    kind: str  # "spike" | "partial_sum"
+    layer_index: int  # the source core's layer
+    path: tuple  # routers visited, XY order, both ends included
+    links: tuple  # ids into Mapping.links, in path order
+
+    @property
+    def hops_x(self) -> int:
+        return abs(self.path[-1][0] - self.path[0][0])
+
+    @property
+    def hops_y(self) -> int:
+        return abs(self.path[-1][1] - self.path[0][1])
+
+
+@dataclass(frozen=True, eq=False)
+class Mapping:
+    """A network placed on a target. Arrays are read-only; build with ``map_network``."""
+
+    network: IntegerNetwork
+    target: Target
+    cores: tuple  # CoreSpec per core id
+    connectivity: tuple  # CoreConnectivity per core id
+    routes: tuple  # Route per route id
+    links: tuple  # ((x0, y0), (x1, y1)) per directed link id (only links some route uses)
+    layer_cores: tuple  # per layer: tuple of its core ids
+    # per layer: (n_out, n_spike_routes) 0/1 float64: which of the layer's neurons each of its
+    # spike routes carries; route ids of those columns in spike_route_ids
+    spike_route_neurons: tuple = field(default_factory=tuple)
+    spike_route_ids: tuple = field(default_factory=tuple)
+
+    @property
+    def n_cores(self) -> int:
+        return len(self.cores)
+
+    def placement(self) -> dict:
+        """The JSON-able placement section of the core description."""
+        t = self.target
+        return {
+            "format": PLACEMENT_FORMAT,
+            "format_version": PLACEMENT_VERSION,
+            "target": t.name,
+            "mesh": {"x": t.mesh_x, "y": t.mesh_y, "cores_per_router": t.cores_per_router},
+            "routing": "xy",
+            "encoding": t.encoding,
+            "cores": [
+                {
+                    "id": c.core_id,
+                    "layer": c.layer_name,
+                    "neurons": list(c.neurons),
+                    "fan_in": list(c.fan_in),
+                    "group": c.group,
+                    "router": list(c.router),
+                    "axons": conn.n_axons,
+                    "synapses": conn.n_synapses,
+                }
+                for c, conn in zip(self.cores, self.connectivity)
+            ],
+            "routes": [
+                {
+                    "src": r.src,
+                    "dst": r.dst,
+                    "kind": r.kind,
+                    "hops": [r.hops_x, r.hops_y],
+                    "path": [list(p) for p in r.path],
+                }
+                for r in self.routes
+            ],
+        }
+
+
+def _build_mapping(network: IntegerNetwork, target: Target, specs: list[tuple]) -> Mapping:
+    """specs: (layer_index, neurons, fan_in, group) in core-id order."""
+    cores, connectivity = [], []
+    layer_cores: list[list[int]] = [[] for _ in network.layers]
+    for core_id, (layer_index, neurons, fan_in, group) in enumerate(specs):
+        layer = network.layers[layer_index]
+        cores.append(CoreSpec(core_id, layer_index, layer.name, tuple(neurons), tuple(fan_in), group,
+                              target.router_of(core_id)))
+        connectivity.append(core_connectivity(layer, tuple(neurons), tuple(fan_in)))
+        layer_cores[layer_index].append(core_id)
+
+    routes: list[Route] = []
+    link_ids: dict[tuple, int] = {}
+
+    def add_route(src: int, dst: int, kind: str) -> int:
+        path = xy_path(cores[src].router, cores[dst].router)
+        links = tuple(link_ids.setdefault((a, b), len(link_ids)) for a, b in zip(path[:-1], path[1:]))
+        routes.append(Route(len(routes), src, dst, kind, cores[src].layer_index, path, links))
+        return len(routes) - 1
+
+    route_neurons, route_ids = [], []
+    for layer_index, layer in enumerate(network.layers):
+        soma_by_slice = {cores[c].neurons: c for c in layer_cores[layer_index] if cores[c].soma}
+        for c in layer_cores[layer_index]:  # partial sums to the soma core of the same slice
+            if not cores[c].soma:
+                add_route(c, soma_by_slice[cores[c].neurons], "partial_sum")
+        if layer.readout:
+            route_neurons.append(np.zeros((layer.n_neurons, 0)))
+            route_ids.append(())
+            continue
+        columns, ids = [], []
+        for src in layer_cores[layer_index]:
+            if not cores[src].soma:
+                continue
+            n0, n1 = cores[src].neurons
+            for dst in layer_cores[layer_index + 1]:
+                axons = connectivity[dst].axons
+                inside = axons[(axons >= n0) & (axons < n1)]
+                if inside.size:
+                    column = np.zeros(layer.n_neurons)
+                    column[inside] = 1.0
+                    columns.append(column)
+                    ids.append(add_route(src, dst, "spike"))
+        matrix = np.stack(columns, axis=1) if columns else np.zeros((layer.n_neurons, 0))
+        matrix.flags.writeable = False
+        route_neurons.append(matrix)
+        route_ids.append(tuple(ids))
+    links = tuple(sorted(link_ids, key=link_ids.get))
+    return Mapping(network, target, tuple(cores), tuple(connectivity), tuple(routes), links,
+                   tuple(tuple(c) for c in layer_cores), tuple(route_neurons), tuple(route_ids))
+
+
+def map_network(network: IntegerNetwork, target: Target) -> Mapping:
+    """Design rules, then partition, place and route ``network`` on ``target`` (input unchanged)."""
+    check_design_rules(network, target)
+    specs, per_layer = [], []
+    for layer_index, layer in enumerate(network.layers):
+        groups = fan_in_groups(layer, target)
+        slices = partition_layer(layer, target)
+        per_layer.append(len(slices) * len(groups))
+        network_fits_core_count(network, target, per_layer + [0] * (len(network.layers) - len(per_layer)))
+        for neurons in slices:
+            for group, fan_in in enumerate(groups):
+                specs.append((layer_index, neurons, fan_in, group))
+    return _build_mapping(network, target, specs)
+
+
+def _group_by_layer(specs: list[tuple], n_layers: int) -> list[list[int]]:
+    groups: list[list[int]] = [[] for _ in range(n_layers)]
+    for core_id, spec in enumerate(specs):
+        groups[spec[0]].append(core_id)
+    return groups
+
+
+def mapping_from_placement(placement: dict, network: IntegerNetwork, target: Target) -> Mapping:
+    """Rebuild the ``Mapping`` a placement section describes.
+
+    The placement is checked first (``check_placement``), then the design rules and every
+    core's limits on ``target``: a placement edited by hand, or made for another version of the
+    target file, fails with ``ValueError`` / ``DesignRuleError`` rather than simulating a chip
+    that cannot exist.
+    """
+    check_placement(placement, network)
+    if placement["target"] != target.name:
+        raise ValueError(f"target: placement is for {placement['target']!r}, not {target.name!r}")
+    names = {layer.name: i for i, layer in enumerate(network.layers)}
+    specs = [(names[c["layer"]], tuple(c["neurons"]), tuple(c["fan_in"]), c["group"]) for c in placement["cores"]]
+    check_design_rules(network, target)
+    network_fits_core_count(network, target, [len(ids) for ids in _group_by_layer(specs, len(network.layers))])
+    mapping = _build_mapping(network, target, specs)
+    for core, conn in zip(mapping.cores, mapping.connectivity):
+        layer = network.layers[core.layer_index]
+        for what, value, limit in (
+            ("neurons", core.n_neurons, target.neurons_per_core),
+            ("axons", conn.n_axons, target.axons_per_core),
+            ("synapse memory bits", conn.n_synapses * synapse_bits(layer), target.synapse_memory_bits),
+        ):
+            if value > limit:
+                raise DesignRuleError(f"layer {layer.name}: core {core.core_id} holds {what} {value} > {limit} "
+                                      f"per core on target {target.name}")
+    for index, (core, doc) in enumerate(zip(mapping.cores, placement["cores"])):
+        if list(core.router) != list(doc["router"]):
+            raise ValueError(f"cores[{index}].router: expected {list(core.router)} on target {target.name}, "
+                             f"found {doc['router']}")
+    rebuilt = [(r.src, r.dst, r.kind) for r in mapping.routes]
+    stored = [(r["src"], r["dst"], r["kind"]) for r in placement.get("routes", [])]
+    if rebuilt != stored:
+        raise ValueError("routes: expected the routes the cores' connectivity implies, found a different list")
+    return mapping

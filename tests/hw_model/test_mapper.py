@@ -1,0 +1,246 @@
+"""Mapper: one test per design rule, exact partitioning, XY routes, placement round trip,
+and the mapper never changes its input."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from hw_model.coredesc import CoreFormatError, read_core, write_core
+from hw_model.cyclesim import core_synapses
+from hw_model.mapper import (
+    DESIGN_RULES,
+    DesignRuleError,
+    acc_bits_fit_target,
+    fan_in_fits_core_or_can_split,
+    map_network,
+    mapping_from_placement,
+    network_fits_core_count,
+    synapse_bits,
+    synapse_memory_fits_core,
+    weight_bits_fit_target,
+    xy_path,
+)
+from hw_model.placement import check_placement
+from hw_model.synthetic import random_network
+from hw_model.target import load_target
+
+LOIHI, TRUENORTH = load_target("loihi"), load_target("truenorth")
+SMALL_MESH = dict(n_cores=4096, mesh_x=4, mesh_y=1024)  # narrow mesh: routes go along both axes
+
+
+def _net(seed=0, input_shape=(1, 8, 8), layers=(("conv", 4, 3, 1), ("pool", 2), ("dense", 16)), **kw):
+    return random_network(np.random.default_rng(seed), input_shape, layers, 10, **kw)
+
+
+def _only_rule_fails(rule, net, target):
+    with pytest.raises(DesignRuleError) as info:
+        rule(net, target)
+    for other in DESIGN_RULES:
+        if other is not rule:
+            other(net, target)  # every other rule passes: the case breaks exactly this rule
+    message = str(info.value)
+    assert "\n" not in message and f"on target {target.name}" in message
+    return message
+
+
+def test_rule_weight_bits_fit_target():
+    message = _only_rule_fails(weight_bits_fit_target, _net(weight_bits=12), TRUENORTH)
+    assert message.startswith("layer conv1: weight bits 12 > 9 weight bits")
+
+
+def test_rule_acc_bits_fit_target():
+    message = _only_rule_fails(acc_bits_fit_target, _net(acc_bits=28), LOIHI)
+    assert message.startswith("layer conv1: accumulator bits 28 > 24")
+
+
+def test_rule_fan_in_fits_core_or_can_split():
+    net = _net(input_shape=(15, 8, 8), layers=(("conv", 4, 5, 0),))
+    message = _only_rule_fails(fan_in_fits_core_or_can_split, net, TRUENORTH)
+    assert message.startswith("layer conv1: fan-in 375 > 256 axons per core on target truenorth")
+    map_network(net, LOIHI)  # Loihi can split (its fan-in limit is 4096 anyway)
+
+
+def test_rule_synapse_memory_fits_core():
+    target = dataclasses.replace(TRUENORTH, synapse_memory_bits=200)
+    message = _only_rule_fails(synapse_memory_fits_core, _net(), target)
+    assert message.startswith("layer dense3: synapse memory 512 bits for one neuron > 200 bits per core")
+
+
+def test_rule_network_fits_core_count():
+    target = dataclasses.replace(LOIHI, n_cores=2)
+    message = _only_rule_fails(network_fits_core_count, _net(layers=(("dense", 2000),)), target)
+    assert message.startswith("layer dense2: cores 3 (cumulative up to this layer) > 2 cores on target loihi")
+    # the lower bound fits, the real partition (axon limit -> short conv slices) does not
+    tight = dataclasses.replace(LOIHI, n_cores=10, axons_per_core=12)
+    network_fits_core_count(_net(), tight)
+    with pytest.raises(DesignRuleError, match=r"layer conv1: cores \d+ \(cumulative up to this layer\) > 10 cores"):
+        map_network(_net(), tight)
+
+
+def test_map_network_runs_the_rules_first():
+    with pytest.raises(DesignRuleError, match="weight bits 12 > 9"):
+        map_network(_net(weight_bits=12), TRUENORTH)
+
+
+PARTITIONINGS = [
+    ("loihi", {}),
+    ("truenorth", {}),
+    ("loihi", dict(neurons_per_core=7, **SMALL_MESH)),
+    ("loihi", dict(neurons_per_core=9, axons_per_core=10, **SMALL_MESH)),
+    ("truenorth", dict(neurons_per_core=5, axons_per_core=7, partial_sums=True, **SMALL_MESH)),
+    ("truenorth", dict(neurons_per_core=40, synapse_memory_bits=8 * 60, partial_sums=True, **SMALL_MESH)),
+]
+
+
+def _mapping(name, overrides, net=None):
+    target = dataclasses.replace(load_target(name), **overrides)
+    return map_network(net or _net(), target)
+
+
+@pytest.mark.parametrize("name,overrides", PARTITIONINGS)
+def test_partition_covers_every_neuron_once_and_respects_limits(name, overrides):
+    mapping = _mapping(name, overrides)
+    target = mapping.target
+    for index, layer in enumerate(mapping.network.layers):
+        cores = [mapping.cores[c] for c in mapping.layer_cores[index]]
+        groups = sorted({c.fan_in for c in cores})
+        assert groups[0][0] == 0 and groups[-1][1] == layer.fan_in
+        assert all(a[1] == b[0] for a, b in zip(groups[:-1], groups[1:]))
+        for group in groups:
+            covered = np.zeros(layer.n_neurons, dtype=int)
+            for core in cores:
+                if core.fan_in == group:
+                    covered[core.neurons[0] : core.neurons[1]] += 1
+            assert (covered == 1).all()
+        for core in cores:
+            conn = mapping.connectivity[core.core_id]
+            assert core.n_neurons <= target.neurons_per_core
+            assert conn.n_axons <= target.axons_per_core
+            assert conn.n_synapses * synapse_bits(layer) <= target.synapse_memory_bits
+            assert core.router == target.router_of(core.core_id)
+    assert [c.core_id for c in mapping.cores] == list(range(mapping.n_cores))
+
+
+@pytest.mark.parametrize("name,overrides", PARTITIONINGS[2:5])
+def test_connectivity_is_exact(name, overrides):
+    mapping = _mapping(name, overrides)
+    for core, conn in zip(mapping.cores, mapping.connectivity):
+        table = core_synapses(mapping.network.layers[core.layer_index], core.neurons, core.fan_in)  # explicit loops
+        assert conn.axons.tolist() == sorted(table)
+        assert conn.fanout.tolist() == [len(table[a]) for a in sorted(table)]
+
+
+@pytest.mark.parametrize("name,overrides", PARTITIONINGS)
+def test_routes_are_xy_and_follow_connectivity(name, overrides):
+    mapping = _mapping(name, overrides)
+    spike_pairs = set()
+    for route in mapping.routes:
+        src, dst = mapping.cores[route.src], mapping.cores[route.dst]
+        assert route.path[0] == src.router and route.path[-1] == dst.router
+        steps = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(route.path[:-1], route.path[1:])]
+        assert all(abs(dx) + abs(dy) == 1 for dx, dy in steps)
+        first_y = next((i for i, (dx, dy) in enumerate(steps) if dy), len(steps))
+        assert all(dy == 0 for _, dy in steps[:first_y]) and all(dx == 0 for dx, _ in steps[first_y:])
+        assert route.hops_x + route.hops_y == len(steps)
+        assert route.hops_x == abs(dst.router[0] - src.router[0]) and route.hops_y == abs(dst.router[1] - src.router[1])
+        assert [mapping.links[i] for i in route.links] == list(zip(route.path[:-1], route.path[1:]))
+        if route.kind == "spike":
+            spike_pairs.add((route.src, route.dst))
+            assert src.soma and dst.layer_index == src.layer_index + 1
+        else:
+            assert not src.soma and dst.soma and dst.neurons == src.neurons
+    expected = set()  # brute force: src feeds dst iff dst listens to one of src's neurons
+    for src in mapping.cores:
+        if not src.soma or mapping.network.layers[src.layer_index].readout:
+            continue
+        for dst in mapping.cores:
+            if dst.layer_index == src.layer_index + 1:
+                axons = mapping.connectivity[dst.core_id].axons
+                if ((axons >= src.neurons[0]) & (axons < src.neurons[1])).any():
+                    expected.add((src.core_id, dst.core_id))
+    assert spike_pairs == expected
+
+
+def test_xy_path_goes_x_first():
+    assert xy_path((0, 0), (2, 1)) == ((0, 0), (1, 0), (2, 0), (2, 1))
+    assert xy_path((3, 3), (3, 3)) == ((3, 3),)
+    assert xy_path((2, 2), (0, 0)) == ((2, 2), (1, 2), (0, 2), (0, 1), (0, 0))
+
+
+@pytest.mark.parametrize("name,overrides", [PARTITIONINGS[0], PARTITIONINGS[4]])
+def test_placement_round_trip_through_core_description(tmp_path, name, overrides):
+    mapping = _mapping(name, overrides)
+    placement = mapping.placement()
+    json.dumps(placement)  # JSON-able
+    write_core(tmp_path / "net.core.json", mapping.network, placement=placement)
+    description = read_core(tmp_path / "net.core.json")
+    assert description.placement == placement
+    rebuilt = mapping_from_placement(description.placement, description.network, mapping.target)
+    assert rebuilt.cores == mapping.cores and rebuilt.routes == mapping.routes
+    assert all(np.array_equal(a.axons, b.axons) for a, b in zip(rebuilt.connectivity, mapping.connectivity))
+
+
+def _corrupt(placement, edit):
+    bad = copy.deepcopy(placement)
+    edit(bad)
+    return bad
+
+
+CORRUPTIONS = [
+    ("format_version", lambda p: p.update(format_version=99)),
+    ("target", lambda p: p.update(target="")),
+    ("mesh.x", lambda p: p["mesh"].update(x=0)),
+    ("cores[0].layer", lambda p: p["cores"][0].update(layer="nope")),
+    ("cores[0].neurons", lambda p: p["cores"][0].update(neurons=[0, 10**6])),
+    ("cores[1].id", lambda p: p["cores"][1].update(id=7)),
+    ("cores[0].router", lambda p: p["cores"][0].update(router=[999, 0])),
+    ("group 0 neurons", lambda p: p["cores"][1].update(neurons=[0, 1])),
+    ("routes[0].hops", lambda p: p["routes"][0].update(hops=[40, 40])),
+    ("routes[0].path", lambda p: p["routes"][0].update(path=p["routes"][0]["path"][::-1])),
+    ("routes[0].kind", lambda p: p["routes"][0].update(kind="teleport")),
+]
+
+
+@pytest.mark.parametrize("field,edit", CORRUPTIONS, ids=[c[0] for c in CORRUPTIONS])
+def test_bad_placement_names_the_field(tmp_path, field, edit):
+    mapping = _mapping("loihi", dict(neurons_per_core=40, **SMALL_MESH))
+    assert len(mapping.routes) > 1 and mapping.routes[0].hops_x + mapping.routes[0].hops_y > 0
+    bad = _corrupt(mapping.placement(), edit)
+    with pytest.raises(ValueError) as info:
+        check_placement(bad, mapping.network)
+    assert field in str(info.value) and "\n" not in str(info.value)
+    write_core(tmp_path / "bad.core.json", mapping.network, placement=bad)
+    with pytest.raises(CoreFormatError, match="placement: "):
+        read_core(tmp_path / "bad.core.json")
+
+
+def test_placement_for_another_target_is_refused():
+    mapping = _mapping("loihi", {})
+    with pytest.raises(ValueError, match="target: placement is for 'loihi'"):
+        mapping_from_placement(mapping.placement(), mapping.network, TRUENORTH)
+
+
+def test_mapper_does_not_mutate_its_input(tmp_path):
+    net = _net(seed=3)
+    write_core(tmp_path / "before" / "net.core.json", net)
+    target_before = dataclasses.asdict(LOIHI)
+    small = dataclasses.replace(LOIHI, neurons_per_core=5, axons_per_core=8, **SMALL_MESH)
+    map_network(net, LOIHI)
+    map_network(net, small)
+    write_core(tmp_path / "after" / "net.core.json", net)
+    for name in ("net.core.json", "net.core.npz"):
+        assert (tmp_path / "after" / name).read_bytes() == (tmp_path / "before" / name).read_bytes()
+    assert dataclasses.asdict(LOIHI) == target_before
+    assert all(not layer.weight.flags.writeable for layer in net.layers if hasattr(layer, "weight"))
+
+
+def test_placement_that_breaks_a_core_limit_is_refused():
+    mapping = _mapping("loihi", {})
+    smaller = dataclasses.replace(LOIHI, neurons_per_core=100)
+    with pytest.raises(DesignRuleError, match=r"layer conv1: core 0 holds neurons 256 > 100 per core on target loihi"):
+        mapping_from_placement(mapping.placement(), mapping.network, smaller)

@@ -141,9 +141,10 @@ class QuantizedSynapse(nn.Module):
         per_out = weight_int.reshape(weight_int.shape[0], -1).abs().sum(dim=1) * smax_in
         if bias_int is not None:
             per_out = per_out + bias_int.abs()
-        if float(per_out.max()) > FLOAT32_EXACT_LIMIT:
-            x, weight = x.double(), weight.double()
-            bias = bias.double() if bias is not None else None
+        # the dtype this layer's bound needs (the input may come as float64 from a float64 layer)
+        dtype = torch.float64 if float(per_out.max()) > FLOAT32_EXACT_LIMIT else torch.float32
+        x, weight = x.to(dtype), weight.to(dtype)
+        bias = bias.to(dtype) if bias is not None else None
         if self.kind == "conv":
             y = F.conv2d(x, weight, bias, padding=self.padding)
         else:

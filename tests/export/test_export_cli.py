@@ -1,6 +1,7 @@
 """End to end: mtsnn export / mtsnn-export and mtsnn validate / mtsnn-validate."""
 
 import json
+from pathlib import Path
 import shutil
 
 import numpy as np
@@ -131,3 +132,42 @@ def test_lints_report_smax_clipping_on_a_hot_network(trained_model, tmp_path):
     assert [l["layer"] for l in report["lints"]] == model.layer_names
     for lint in report["lints"]:
         assert 0.0 <= lint["smax_clipped_fraction"] <= 1.0 and lint["accumulator_saturations"] >= 0
+
+
+def test_validate_includes_the_simulator_on_both_targets(trained_model, tmp_path, capsys):
+    out = tmp_path / "sim"
+    assert _export(trained_model, out) == 0
+    for target in ("loihi", "truenorth"):
+        capsys.readouterr()
+        assert validate_main([str(trained_model), str(out), "--json", "--samples", "40", "--target", target]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert f"simulator[{target}]" in report["paths"] and report["bit_exact"] and report["samples"] == 40
+
+
+def test_validate_says_when_the_simulator_cannot_map(trained_model, tmp_path, capsys):
+    """A target whose cores hold too few axons and no partial sums: the note says why, never silently."""
+    out = tmp_path / "nomap"
+    assert _export(trained_model, out) == 0
+    text = (Path(__file__).resolve().parents[2] / "hw_model" / "targets" / "truenorth.toml").read_text()
+    small = tmp_path / "tiny.toml"
+    import re
+
+    small.write_text(re.sub(r"(?m)^axons\s*=\s*\d+", "axons = 16", text, count=1))
+    capsys.readouterr()
+    assert validate_main([str(trained_model), str(out), "--samples", "10", "--target", str(small)]) == 0
+    text_out = capsys.readouterr().out
+    assert "note: simulator path not run" in text_out and "fan-in" in text_out
+
+
+def test_float_baseline_trains_and_exports_with_post_training_quantization(tmp_path, capsys):
+    path = tmp_path / "float.pt"
+    assert mtsnn_main(["train", "--arch", "8C3p1-P2-32", "--epochs", "1", "--bits", "0", "--no-progress",
+                       "-o", str(path)]) == 0
+    model, payload = load_checkpoint(path)
+    assert model.config.bits == 0 and not model.config.quantized
+    assert export_main([str(path), "-o", str(tmp_path / "f")]) == 2  # a float model needs --bits
+    assert "post-training quantization" in capsys.readouterr().err
+    assert export_main([str(path), "--bits", "8", "-o", str(tmp_path / "f")]) == 0
+    report = json.loads((tmp_path / "f" / "float.export.json").read_text())
+    assert report["trained_bits"] == 0 and report["bits"] == 8 and "accuracy_change" in report
+    assert validate_main([str(path), str(tmp_path / "f"), "--no-sim"]) == 0

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .network import ConvLayer, DenseLayer, IntegerNetwork, PoolLayer
-from .placement import PLACEMENT_FORMAT, PLACEMENT_VERSION, check_placement
+from .placement import PLACEMENT_FORMAT, PLACEMENT_VERSION, check_placement, xy_path
 from .target import Target
 
 __all__ = [
@@ -256,17 +256,6 @@ def partition_layer(layer, target: Target) -> list[tuple[int, int]]:
 # ----------------------------------------------------------------------------- routes
 
 
-def xy_path(src: tuple[int, int], dst: tuple[int, int]) -> tuple[tuple[int, int], ...]:
-    """Routers visited by dimension-order routing: along x first, then along y (both ends included)."""
-    (x, y), (x1, y1) = src, dst
-    path = [(x, y)]
-    while x != x1:
-        x += 1 if x1 > x else -1
-        path.append((x, y))
-    while y != y1:
-        y += 1 if y1 > y else -1
-        path.append((x, y))
-    return tuple(path)
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,24 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PLACEMENT_FORMAT", "PLACEMENT_VERSION", "ROUTE_KINDS", "check_placement"]
+__all__ = ["PLACEMENT_FORMAT", "PLACEMENT_VERSION", "ROUTE_KINDS", "check_placement", "xy_path"]
 
 PLACEMENT_FORMAT = "mtsnn-placement"
 PLACEMENT_VERSION = 1
 ROUTE_KINDS = ("spike", "partial_sum")
+
+
+def xy_path(src: tuple[int, int], dst: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+    """Routers visited by dimension-order routing: along x first, then along y (both ends included)."""
+    (x, y), (x1, y1) = src, dst
+    path = [(x, y)]
+    while x != x1:
+        x += 1 if x1 > x else -1
+        path.append((x, y))
+    while y != y1:
+        y += 1 if y1 > y else -1
+        path.append((x, y))
+    return tuple(path)
 
 
 def _fail(field: str, expected: str, found: Any) -> ValueError:
@@ -140,14 +153,7 @@ def _check_routes(placement: dict, cores: list[dict]) -> None:
         if not isinstance(path, list) or not path:
             raise _fail(f"{where}.path", "a non-empty list of routers", path)
         points = [_int_pair(p, f"{where}.path") for p in path]
-        expected = [(x0, y0)]
-        x, y = x0, y0
-        while x != x1:
-            x += 1 if x1 > x else -1
-            expected.append((x, y))
-        while y != y1:
-            y += 1 if y1 > y else -1
-            expected.append((x, y))
+        expected = list(xy_path((x0, y0), (x1, y1)))
         if points != expected:
             raise _fail(f"{where}.path", f"the XY path {[list(p) for p in expected]}", path)
 

@@ -83,6 +83,20 @@ def conventional_reference(result: SimulationResult) -> dict:
     }
 
 
+def _activity(counts: dict, n: int) -> dict:
+    """Per-sample event counts of a layer or of the whole network, as the report names them."""
+    return {
+        "sops": _per_sample(counts["sops"], n),
+        "input_events": _per_sample(counts["input_events"], n),
+        "spikes": _per_sample(counts["spikes"], n),
+        "spike_events": _per_sample(counts["spike_events"], n),
+        "neuron_updates": _per_sample(counts["updates"], n),
+        "active_updates": _per_sample(counts["active_updates"], n),
+        "packets": _per_sample(counts["packets"], n),
+        "hops": _per_sample(counts["hops_x"] + counts["hops_y"], n),
+    }
+
+
 def _per_sample(value, n: int) -> float:
     return float(value) / n if n else 0.0
 
@@ -131,14 +145,7 @@ def build_report(result: SimulationResult) -> dict:
             "cores": len(ids),
             "fan_in_groups": len({mapping.cores[c].group for c in ids}),
             "neuron_utilisation": float(np.mean([cores[c]["neuron_utilisation"] for c in ids])),
-            "sops": _per_sample(counts["sops"], n),
-            "input_events": _per_sample(counts["input_events"], n),
-            "spikes": _per_sample(counts["spikes"], n),
-            "spike_events": _per_sample(counts["spike_events"], n),
-            "neuron_updates": _per_sample(counts["updates"], n),
-            "active_updates": _per_sample(counts["active_updates"], n),
-            "packets": _per_sample(counts["packets"], n),
-            "hops": _per_sample(counts["hops_x"] + counts["hops_y"], n),
+            **_activity(counts, n),
             "busy_cycles": busy,
             "busy_s": busy * cycle_s,
             "energy_j": sum(breakdown.values()),
@@ -151,14 +158,7 @@ def build_report(result: SimulationResult) -> dict:
     time_breakdown = {key: _per_sample(value, n) * cycle_s for key, value in result.time_cycles.items()}
     total_counts = {kind: int(cc[kind].sum()) for kind in COUNT_KINDS}
     total = {
-        "sops": _per_sample(total_counts["sops"], n),
-        "input_events": _per_sample(total_counts["input_events"], n),
-        "spikes": _per_sample(total_counts["spikes"], n),
-        "spike_events": _per_sample(total_counts["spike_events"], n),
-        "neuron_updates": _per_sample(total_counts["updates"], n),
-        "active_updates": _per_sample(total_counts["active_updates"], n),
-        "packets": _per_sample(total_counts["packets"], n),
-        "hops": _per_sample(total_counts["hops_x"] + total_counts["hops_y"], n),
+        **_activity(total_counts, n),
         "energy_j": sum(energy_breakdown.values()),
         "energy_breakdown_j": energy_breakdown,
         "latency_s": stats["latency_s"]["mean"],

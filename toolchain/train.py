@@ -123,8 +123,8 @@ def train_model(config: ModelConfig, dataset, settings: TrainSettings) -> TrainR
         test_accuracy = evaluate_model(model, dataset.test.images, dataset.test.labels)
         history.append({"epoch": epoch, "loss": total_loss / seen, "train_accuracy": correct / seen,
                         "test_accuracy": test_accuracy, "seconds": time.perf_counter() - started})
-        if settings.progress:
-            tqdm.write(f"epoch {epoch}: loss {total_loss / seen:.4f}  train acc {correct / seen:.4f}  test acc {test_accuracy:.4f}")
         bar.close()
+        print(f"epoch {epoch}/{settings.epochs}: loss {total_loss / seen:.4f}  train acc {correct / seen:.4f}  "
+              f"test acc {test_accuracy:.4f}  ({time.perf_counter() - started:.1f} s)", flush=True)
     return TrainResult(model=model, test_accuracy=history[-1]["test_accuracy"], history=history,
                        seconds=time.perf_counter() - started)

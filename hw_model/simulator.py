@@ -9,6 +9,13 @@ slice x fan-in group), partial sums of the fan-in groups are added at the soma c
 with the bias, and ``hw_model.neuron.mtlif_step`` / ``readout_step`` run the neurons. Spike
 outputs and logits are therefore identical to ``hw_model.reference.run_reference``.
 
+**How it is computed** (same numbers, fewer operations): each core's synaptic input is a slice of
+one GEMM per layer (one per fan-in range where the target splits the fan-in); neurons run in
+int32 where a bound proves it exact (``_neuron_dtype``); per-core counts are GEMMs of the
+layer's events with count matrices built once per mapping (``_layer_plans``), exact in float32
+by the bound argument of ``hw_model.synapse``; the encoder's input, the same at every step, is
+processed once.
+
 **Counts per core per tick** (``COUNT_KINDS``), a count k of spikes arriving on one axon:
 
 - ``input_events``: unary k (k single-bit spikes); graded 1 if k > 0 (one event carries k).
@@ -38,14 +45,16 @@ per sample (latency, energy, SOPs) for the mean / p50 / p99 statistics.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from .mapper import Mapping
 from .network import ConvLayer, DenseLayer
-from .neuron import encode_pixels, mtlif_step, readout_step
+from .neuron import LEAK_DENOMINATOR, accumulator_limit, encode_pixels, mtlif_step, readout_step
 from .reference import check_images, predict
 from .synapse import exact_gemm_dtype, im2col, partial_sum_bound
 from .target import Target, event_cycles
@@ -117,128 +126,280 @@ def price_energy(totals: dict, latency_s, target: Target) -> dict:
     }
 
 
+def _one_blas_thread():
+    """A context that keeps BLAS on one thread while simulating (restored on exit).
+
+    The count GEMMs are skinny (thousands of events x a few cores) and the synaptic GEMMs small;
+    OpenBLAS still splits each over all its threads, and the hand-offs cost more than the
+    products, the more so on a shared machine (measured on 2 busy cores, 1000 MNIST images:
+    about 4 s with 2 BLAS threads, 1.4 s with one). threadpoolctl comes with scikit-learn, a
+    dependency; without it the simulation runs unchanged, only slower.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn depends on it
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 # ----------------------------------------------------------------------------- per-layer plans
+#
+# Everything that depends only on the mapping is built once per ``simulate`` call (not per batch
+# or per tick): the weights in their exact GEMM dtype, the neuron dtype, and one count matrix per
+# kind of event. A tick's per-core counts are then one small GEMM of the layer's events with the
+# matching matrix, instead of a Python loop over the cores with masks and ``np.add.at``.
+
+_INT32_MAX = 2**31 - 1
+
+
+def _exact_events_matrix(matrix: np.ndarray, max_event: int) -> np.ndarray:
+    """``matrix`` (non-negative integers) in the cheapest dtype in which ``events @ matrix`` is
+    exact for events in 0..max_event: every partial sum is at most max_event x the largest column
+    sum, the argument of ``hw_model.synapse`` (float32 up to 2**24, float64 up to 2**53)."""
+    bound = int(max_event) * int(matrix.sum(axis=0).max(initial=0))
+    return np.ascontiguousarray(matrix, dtype=exact_gemm_dtype(bound))
+
+
+def _count(events: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Exact integer counts events (B, N) @ matrix (N, M) (matrix from ``_exact_events_matrix``)."""
+    return (events.astype(matrix.dtype, copy=False) @ matrix).astype(np.int64)
+
+
+def _neuron_dtype(layer, input_bound: int) -> np.dtype:
+    """int32 where no intermediate of ``mtlif_step`` / ``readout_step`` can leave int32, else int64.
+
+    The membrane V stays within the accumulator limit L (it is saturated, and the subtractive
+    reset only moves a positive U towards 0), so the largest intermediates are the leak's product
+    |V| x (4096 - delta) and leak(V) + I, |I| <= the layer's partial-sum bound (bias included).
+    int32 halves the memory traffic and makes the integer divisions about 3x faster, bit for bit.
+    """
+    p = layer.neuron
+    limit = accumulator_limit(p.acc_bits)
+    largest = max(limit * (LEAK_DENOMINATOR - p.delta), limit + input_bound, p.theta_int)
+    return np.dtype(np.int32) if largest <= _INT32_MAX else np.dtype(np.int64)
 
 
 @dataclass(frozen=True, eq=False)
 class _LayerPlan:
     index: int
     layer: object
-    cores: tuple  # CoreSpec of the layer
-    gemm_dtype: np.dtype
-    weight: np.ndarray | None  # (O, K) cast to gemm_dtype (conv / dense)
-    bias: np.ndarray  # (n_out,) int64 bias per neuron (zeros for pool)
-    axon_matrix: np.ndarray  # (n_in, n_cores_l) float64: 1 where the core listens to the input
-    fanout_matrix: np.ndarray  # (n_in, n_cores_l) float64: synapses the input drives in the core
-    spike_routes: np.ndarray  # (n_out, n_spike_routes) float64 neuron -> route incidence
-    route_ids: np.ndarray  # (n_routes_l,) int: spike routes first, then partial-sum routes
-    route_src_local: np.ndarray  # (n_routes_l,) index of the source core within the layer
-    psum_route_of_core: dict  # local core index -> column of its partial-sum route
-    route_hops: np.ndarray  # (n_routes_l, 2) int64
-    route_latency: np.ndarray  # (n_routes_l,) int64 cycles
-    route_links: np.ndarray  # (n_routes_l, n_links) float64 incidence
+    core_ids: np.ndarray  # (n_cores_l,) global ids of the layer's cores
+    gemm_dtype: np.dtype  # exact dtype of the synaptic GEMMs (hw_model.synapse)
+    neuron_dtype: np.dtype  # int32 where provably exact (``_neuron_dtype``), else int64
+    weight: np.ndarray | None  # in gemm_dtype, as the GEMM reads it: conv (O, K), dense (K, O)
+    bias: np.ndarray  # (n_out,) bias per neuron in neuron_dtype (zeros for pool)
+    fan_in_ranges: tuple  # distinct (start, stop) fan-in ranges of the cores; one = no split
+    core_pieces: tuple  # split fan-in only: per core (range index, n0, n1, partial-sum column or -1)
+    n_partial_sum_routes: int
+    arrival_matrix: np.ndarray  # (n_in, 2 n_cores_l): [axons listened to | synapses driven]
+    activity_matrix: np.ndarray  # (n_units, n_cores_l): soma neurons reading each activity unit
+    spike_matrix: np.ndarray  # (n_out, n_cores_l [+ n_spike_routes, unary]) applied to counts s
+    event_matrix: np.ndarray  # (n_out, n_cores_l [+ n_spike_routes, graded]) applied to s > 0
+    updates: np.ndarray  # (n_cores_l, 1) neurons each core updates per tick (0: not a soma)
+    route_latency: np.ndarray  # (n_routes_l,) int64 cycles, spike routes then partial-sum routes
+    route_matrix: np.ndarray  # (n_routes_l, 3 n_cores_l + n_links): packets, hops_x, hops_y, links
+
+    @property
+    def n_cores(self) -> int:
+        return self.core_ids.size
+
+    @property
+    def split_fan_in(self) -> bool:
+        return self.fan_in_ranges != ((0, self.layer.fan_in),)
+
+
+def _activity_units(layer, neurons: np.ndarray) -> np.ndarray:
+    """The unit of ``_input_activity`` each neuron reads: a conv neuron's inputs depend only on its
+    output position, a dense neuron sees the whole input, a pool neuron its own window."""
+    if isinstance(layer, ConvLayer):
+        return neurons % (layer.out_shape[1] * layer.out_shape[2])
+    if isinstance(layer, DenseLayer):
+        return np.zeros_like(neurons)
+    return neurons
+
+
+def _n_activity_units(layer) -> int:
+    if isinstance(layer, ConvLayer):
+        return layer.out_shape[1] * layer.out_shape[2]
+    return 1 if isinstance(layer, DenseLayer) else layer.n_neurons
 
 
 def _layer_plans(mapping: Mapping, cycles: dict) -> list[_LayerPlan]:
     plans = []
     net = mapping.network
-    n_links = len(mapping.links)
+    unary = mapping.target.encoding == "unary"
     for index, layer in enumerate(net.layers):
-        core_ids = mapping.layer_cores[index]
-        cores = tuple(mapping.cores[c] for c in core_ids)
-        n_in = int(np.prod(layer.in_shape))
-        axon_matrix = np.zeros((n_in, len(core_ids)))
-        fanout_matrix = np.zeros((n_in, len(core_ids)))
-        for local, core_id in enumerate(core_ids):
-            conn = mapping.connectivity[core_id]
-            axon_matrix[conn.axons, local] = 1.0
-            fanout_matrix[conn.axons, local] = conn.fanout
-        dtype = exact_gemm_dtype(partial_sum_bound(layer, net.input_smax(index)))
-        weight, bias = None, np.zeros(layer.n_neurons, dtype=np.int64)
+        core_ids = np.array(mapping.layer_cores[index], dtype=np.int64)
+        cores = [mapping.cores[c] for c in core_ids]
+        nc, n_out, p = len(cores), layer.n_neurons, layer.neuron
+        smax_in = net.input_smax(index)
+        bound = partial_sum_bound(layer, smax_in)
+        gemm_dtype, neuron_dtype = exact_gemm_dtype(bound), _neuron_dtype(layer, bound)
+        weight, bias = None, np.zeros(n_out, dtype=neuron_dtype)
         if isinstance(layer, ConvLayer):
-            weight = layer.weight.reshape(layer.weight.shape[0], -1).astype(dtype)
-            bias = np.repeat(layer.bias, layer.out_shape[1] * layer.out_shape[2])
+            weight = layer.weight.reshape(layer.weight.shape[0], -1).astype(gemm_dtype)
+            bias = np.repeat(layer.bias, layer.out_shape[1] * layer.out_shape[2]).astype(neuron_dtype)
         elif isinstance(layer, DenseLayer):
-            weight = layer.weight.astype(dtype)
-            bias = layer.bias.copy()
+            weight = np.ascontiguousarray(layer.weight.T, dtype=gemm_dtype)
+            bias = layer.bias.astype(neuron_dtype)
+
+        # input side: axons and synapses per core; neurons of each soma core per activity unit
+        n_in = int(np.prod(layer.in_shape))
+        arrival = np.zeros((n_in, 2 * nc))
+        activity = np.zeros((_n_activity_units(layer), nc))
+        membership = np.zeros((n_out, nc))  # 1 where the soma core runs the neuron
+        updates = np.zeros((nc, 1), dtype=np.int64)
+        for local, core in enumerate(cores):
+            conn = mapping.connectivity[core.core_id]
+            arrival[conn.axons, local] = 1.0
+            arrival[conn.axons, nc + local] = conn.fanout
+            if core.soma:
+                neurons = np.arange(*core.neurons)
+                activity[:, local] = np.bincount(_activity_units(layer, neurons), minlength=activity.shape[0])
+                membership[neurons, local] = 1.0
+                updates[local] = core.n_neurons
+
+        # synaptic input: one GEMM per distinct fan-in range (one for the layer unless split)
+        ranges = tuple(dict.fromkeys(core.fan_in for core in cores))
         spike_ids = list(mapping.spike_route_ids[index])
-        local_of = {core_id: local for local, core_id in enumerate(core_ids)}
         psum_ids = [r.route_id for r in mapping.routes if r.layer_index == index and r.kind == "partial_sum"]
-        route_ids = np.array(spike_ids + psum_ids, dtype=np.int64)
-        routes = [mapping.routes[r] for r in route_ids]
+        psum_column = {mapping.routes[r].src: i for i, r in enumerate(psum_ids)}
+        pieces = tuple((ranges.index(core.fan_in), *core.neurons, psum_column.get(core.core_id, -1)) for core in cores)
+
+        # output side: spikes and spike events per soma core, and packets per spike route
+        spike_routes = np.asarray(mapping.spike_route_neurons[index])
+        by_count = np.hstack([membership, spike_routes]) if unary else membership
+        by_event = membership if unary else np.hstack([membership, spike_routes])
+
+        # routes -> packets / hops per source core and packets per link
+        routes = [mapping.routes[r] for r in spike_ids + psum_ids]
+        local_of = {int(c): local for local, c in enumerate(core_ids)}
         hops = np.array([[r.hops_x, r.hops_y] for r in routes], dtype=np.int64).reshape(-1, 2)
-        links = np.zeros((len(routes), n_links))
+        route_matrix = np.zeros((len(routes), 3 * nc + len(mapping.links)))
         for row, route in enumerate(routes):
-            links[row, list(route.links)] = 1.0
+            src = local_of[route.src]
+            route_matrix[row, [src, nc + src, 2 * nc + src]] = (1, route.hops_x, route.hops_y)
+            route_matrix[row, [3 * nc + link for link in route.links]] = 1.0
+        max_packets = max(p.smax, 1) * n_out  # a route carries at most this many packets a tick
+
         plans.append(
             _LayerPlan(
                 index=index,
                 layer=layer,
-                cores=cores,
-                gemm_dtype=dtype,
+                core_ids=core_ids,
+                gemm_dtype=gemm_dtype,
+                neuron_dtype=neuron_dtype,
                 weight=weight,
                 bias=bias,
-                axon_matrix=axon_matrix,
-                fanout_matrix=fanout_matrix,
-                spike_routes=np.asarray(mapping.spike_route_neurons[index]),
-                route_ids=route_ids,
-                route_src_local=np.array([local_of[r.src] for r in routes], dtype=np.int64),
-                psum_route_of_core={local_of[mapping.routes[r].src]: len(spike_ids) + i for i, r in enumerate(psum_ids)},
-                route_hops=hops,
+                fan_in_ranges=ranges,
+                core_pieces=pieces,
+                n_partial_sum_routes=len(psum_ids),
+                arrival_matrix=_exact_events_matrix(arrival, smax_in if unary else 1),
+                activity_matrix=_exact_events_matrix(activity, 1),
+                spike_matrix=_exact_events_matrix(by_count, p.smax),
+                event_matrix=_exact_events_matrix(by_event, 1),
+                updates=updates,
                 route_latency=route_latency_cycles(hops[:, 0], hops[:, 1], cycles),
-                route_links=links,
+                route_matrix=_exact_events_matrix(route_matrix, max_packets),
             )
         )
     return plans
 
 
-def _layer_patches(layer, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """conv: (B, P, K) in gemm dtype; pool: (B, C, P, k*k) int64; dense: (B, N) in gemm dtype."""
-    b = x.shape[0]
+# ----------------------------------------------------------------------------- one layer-step
+
+
+def _conv_patches(layer, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """(B, K, P) patches in ``dtype``: fan-in in the weight's (C, kh, kw) order, then positions.
+
+    Laid out so that weight (O, K) @ patches gives the output channels-first, (B, O, P), with no
+    transposing copy of the result (faster than ``im2col``'s (B, P, K) for these shapes).
+    """
+    k, stride, pad = layer.kernel, layer.stride, layer.padding
+    x = x.astype(dtype)
+    if pad:
+        x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    windows = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]  # (B, C, OH, OW, k, k)
+    return windows.transpose(0, 1, 4, 5, 2, 3).reshape(x.shape[0], layer.fan_in, -1)
+
+
+def _gemm_operand(layer, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The input as the layer's GEMM reads it: conv (B, K, P) patches, dense (B, N), in ``dtype``;
+    pool: x itself (its all-ones weights are additions of strided views)."""
     if isinstance(layer, DenseLayer):
-        return x.reshape(b, -1).astype(dtype)
+        return x.reshape(x.shape[0], -1).astype(dtype)
     if isinstance(layer, ConvLayer):
-        return im2col(x, layer.kernel, layer.stride, layer.padding).reshape(b, -1, layer.fan_in).astype(dtype)
-    k = layer.kernel
-    c, oh, ow = layer.out_shape
-    cropped = x[:, :, : oh * k, : ow * k].astype(np.int64, copy=False)
-    return cropped.reshape(b, c, oh, k, ow, k).transpose(0, 1, 2, 4, 3, 5).reshape(b, c, oh * ow, k * k)
+        return _conv_patches(layer, x, dtype)
+    return x
 
 
-def _core_partial_input(plan: _LayerPlan, patches: np.ndarray, core) -> np.ndarray:
-    """The synaptic input of the core's neurons from its own weight slice, no bias: (B, n) int64."""
+def _fan_in_input(plan: _LayerPlan, operand: np.ndarray, b: int, c0: int, c1: int) -> np.ndarray:
+    """Synaptic input of every neuron from its fan-in entries c0..c1, no bias: (B, n_out)."""
     layer = plan.layer
-    (n0, n1), (c0, c1) = core.neurons, core.fan_in
     if isinstance(layer, DenseLayer):
-        return (patches[:, c0:c1] @ plan.weight[n0:n1, c0:c1].T).astype(np.int64)
-    positions = layer.out_shape[1] * layer.out_shape[2]
-    out = np.empty((patches.shape[0], n1 - n0), dtype=np.int64)
-    for channel in range(n0 // positions, (n1 - 1) // positions + 1):
-        p0 = max(n0 - channel * positions, 0)
-        p1 = min(n1 - channel * positions, positions)
-        dst = slice(channel * positions + p0 - n0, channel * positions + p1 - n0)
-        if isinstance(layer, ConvLayer):
-            out[:, dst] = patches[:, p0:p1, c0:c1] @ plan.weight[channel, c0:c1]
-        else:  # pool: all-ones weights
-            out[:, dst] = patches[:, channel, p0:p1, c0:c1].sum(axis=-1)
-    return out
+        return (operand[:, c0:c1] @ plan.weight[c0:c1]).astype(plan.neuron_dtype)
+    if isinstance(layer, ConvLayer):  # (O, K) @ (B, K, P) -> (B, O, P): flat (C, H, W) order
+        return (plan.weight[:, c0:c1] @ operand[:, c0:c1]).reshape(b, -1).astype(plan.neuron_dtype)
+    k = layer.kernel  # pool: fan-in entry e is the window offset (e // k, e % k), weight 1
+    _, oh, ow = layer.out_shape
+    out = np.zeros((b,) + tuple(layer.out_shape), dtype=plan.neuron_dtype)
+    for entry in range(c0, c1):
+        out += operand[:, :, entry // k : oh * k : k, entry % k : ow * k : k]
+    return out.reshape(b, -1)
 
 
-def _neurons_with_input(layer, x: np.ndarray) -> np.ndarray:
-    """(B, n_out) bool: the neuron has at least one connected input with a nonzero count."""
+def _synaptic_input(plan: _LayerPlan, x: np.ndarray):
+    """(current (B, n_out) with bias, partial-sum packets (B, n_partial_sum_routes) int64).
+
+    Unsplit fan-in: one GEMM for all the layer's cores (each core's input is a slice of it).
+    Split fan-in: one GEMM per fan-in range; each core adds its own slice of its range's partial
+    sums, and a non-soma core sends one packet per nonzero partial sum to its soma core.
+    """
     b = x.shape[0]
-    nonzero = (x != 0).astype(np.int8)
+    operand = _gemm_operand(plan.layer, x, plan.gemm_dtype)
+    psum_packets = np.zeros((b, plan.n_partial_sum_routes), dtype=np.int64)
+    if not plan.split_fan_in:
+        current = _fan_in_input(plan, operand, b, 0, plan.layer.fan_in)
+    else:
+        partials = [_fan_in_input(plan, operand, b, c0, c1) for c0, c1 in plan.fan_in_ranges]
+        current = np.zeros((b, plan.layer.n_neurons), dtype=plan.neuron_dtype)
+        for range_index, n0, n1, column in plan.core_pieces:
+            piece = partials[range_index][:, n0:n1]
+            current[:, n0:n1] += piece
+            if column >= 0:
+                psum_packets[:, column] = np.count_nonzero(piece, axis=1)
+    current += plan.bias
+    return current, psum_packets
+
+
+def _input_activity(layer, x: np.ndarray) -> np.ndarray:
+    """(B, n_units) bool: the unit (``_activity_units``) has a connected input with a nonzero count."""
+    b = x.shape[0]
     if isinstance(layer, DenseLayer):
-        return np.broadcast_to(nonzero.reshape(b, -1).any(axis=1)[:, None], (b, layer.n_neurons))
-    if isinstance(layer, ConvLayer):
-        patches = im2col(nonzero, layer.kernel, layer.stride, layer.padding)  # (B, OH, OW, K)
-        return np.tile(patches.any(axis=-1).reshape(b, -1), (1, layer.out_shape[0]))
-    return _layer_patches(layer, nonzero, np.int64).any(axis=-1).reshape(b, -1)
+        return (x.reshape(b, -1) != 0).any(axis=1, keepdims=True)
+    if isinstance(layer, ConvLayer):  # any channel, then any position of the receptive field
+        nonzero = (x != 0).any(axis=1, keepdims=True)
+        return im2col(nonzero, layer.kernel, layer.stride, layer.padding).any(axis=-1).reshape(b, -1)
+    k = layer.kernel  # pool: the neuron's own window
+    _, oh, ow = layer.out_shape
+    nonzero = x != 0
+    window = np.zeros((b,) + tuple(layer.out_shape), dtype=bool)
+    for entry in range(layer.fan_in):
+        window |= nonzero[:, :, entry // k : oh * k : k, entry % k : ow * k : k]
+    return window.reshape(b, -1)
 
 
-def _matmul_counts(events: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Exact integer counts events (B, N) @ matrix (N, M) via float64 (values far below 2**53)."""
-    return np.rint(events.astype(np.float64) @ matrix).astype(np.int64)
+def _count_routes(plan: _LayerPlan, route_packets: np.ndarray, counts: dict, tick: int,
+                  drain: np.ndarray, link_tick: np.ndarray) -> None:
+    """Packets and hops per source core, packets per link, and the longest packet latency."""
+    nc, ids = plan.n_cores, plan.core_ids
+    per_core = _count(route_packets, plan.route_matrix)
+    counts["packets"][ids, tick] = per_core[:, :nc].T
+    counts["hops_x"][ids, tick] = per_core[:, nc : 2 * nc].T
+    counts["hops_y"][ids, tick] = per_core[:, 2 * nc : 3 * nc].T
+    link_tick[tick] += per_core[:, 3 * nc :]
+    latency = np.where(route_packets > 0, plan.route_latency, 0).max(axis=1)
+    drain[tick] = np.maximum(drain[tick], latency)
 
 
 # ----------------------------------------------------------------------------- one batch
@@ -263,10 +424,15 @@ class BatchActivity:
 def simulate_batch(mapping: Mapping, images: np.ndarray, *, record_spikes: bool = False,
                    _plans: list | None = None) -> BatchActivity:
     """Run one batch of uint8 images (B, C, H, W) on the mapped cores."""
+    with _one_blas_thread():
+        return _simulate_batch(mapping, images, record_spikes=record_spikes, plans=_plans)
+
+
+def _simulate_batch(mapping: Mapping, images: np.ndarray, *, record_spikes: bool, plans: list | None) -> BatchActivity:
     net, target = mapping.network, mapping.target
     images = check_images(net, images)
     cycles = event_cycles(target)
-    plans = _plans if _plans is not None else _layer_plans(mapping, cycles)
+    plans = plans if plans is not None else _layer_plans(mapping, cycles)
     b, steps, ticks = images.shape[0], net.timesteps, n_ticks(mapping)
     unary = target.encoding == "unary"
     counts = {kind: np.zeros((mapping.n_cores, ticks, b), dtype=np.int64) for kind in COUNT_KINDS}
@@ -276,61 +442,40 @@ def simulate_batch(mapping: Mapping, images: np.ndarray, *, record_spikes: bool 
     inputs = [encode_pixels(images, net.encoder.smax)] * steps
     logits = None
     for plan in plans:
-        layer, p = plan.layer, plan.layer.neuron
-        core_ids = np.array([c.core_id for c in plan.cores], dtype=np.int64)
-        v = np.zeros((b, layer.n_neurons), dtype=np.int64)
+        layer, p, ids, nc = plan.layer, plan.layer.neuron, plan.core_ids, plan.n_cores
+        v = np.zeros((b, layer.n_neurons), dtype=plan.neuron_dtype)
         layer_spikes = np.zeros((steps, b) + tuple(layer.out_shape), np.uint8) if not layer.readout else None
-        clipped_total = 0
+        clipped_total, previous = 0, None
         for t in range(steps):
             tick = t + plan.index
             x = inputs[t]
-            flat = x.reshape(b, -1)
-            arriving = flat if unary else (flat > 0)
-            counts["input_events"][core_ids, tick] = _matmul_counts(arriving, plan.axon_matrix).T
-            counts["sops"][core_ids, tick] = _matmul_counts(arriving, plan.fanout_matrix).T
-            patches = _layer_patches(layer, x, plan.gemm_dtype)
-            current = np.zeros((b, layer.n_neurons), dtype=np.int64)
-            route_packets = np.zeros((b, plan.route_ids.size), dtype=np.int64)
-            for local, core in enumerate(plan.cores):
-                partial = _core_partial_input(plan, patches, core)
-                current[:, core.neurons[0] : core.neurons[1]] += partial
-                if not core.soma:
-                    route_packets[:, plan.psum_route_of_core[local]] = (partial != 0).sum(axis=1)
-            current += plan.bias
-            has_input = _neurons_with_input(layer, x)
+            if x is not previous:  # the encoder's counts are one array for every step: compute once
+                flat = x.reshape(b, -1)
+                arrivals = _count(flat if unary else flat > 0, plan.arrival_matrix)
+                current, psum_packets = _synaptic_input(plan, x)
+                active = _count(_input_activity(layer, x), plan.activity_matrix)
+                previous = x
+            counts["input_events"][ids, tick] = arrivals[:, :nc].T
+            counts["sops"][ids, tick] = arrivals[:, nc:].T
+            counts["updates"][ids, tick] = plan.updates
+            counts["active_updates"][ids, tick] = active.T
             if layer.readout:
                 v, clipped = readout_step(v, current, p.acc_bits)
-                s = None
+                spike_packets = np.zeros((b, 0), dtype=np.int64)
             else:
                 s, v, clipped = mtlif_step(v, current, p.theta_int, p.delta, p.smax, p.acc_bits)
                 layer_spikes[t] = s.reshape((b,) + tuple(layer.out_shape))
-                outgoing = s if unary else (s > 0)
-                n_spike_routes = plan.spike_routes.shape[1]
-                route_packets[:, :n_spike_routes] = _matmul_counts(outgoing, plan.spike_routes)
-            clipped_total += int(clipped.sum())
-            for local, core in enumerate(plan.cores):
-                if not core.soma:
-                    continue
-                n0, n1 = core.neurons
-                counts["updates"][core.core_id, tick] = n1 - n0
-                counts["active_updates"][core.core_id, tick] = has_input[:, n0:n1].sum(axis=1)
-                if s is not None:
-                    counts["spikes"][core.core_id, tick] = s[:, n0:n1].sum(axis=1)
-                    counts["spike_events"][core.core_id, tick] = (s[:, n0:n1] > 0).sum(axis=1)
-            if plan.route_ids.size:
-                per_core = np.zeros((b, len(plan.cores)), dtype=np.int64)
-                np.add.at(per_core.T, plan.route_src_local, route_packets.T)
-                counts["packets"][core_ids, tick] = per_core.T
-                for axis, kind in enumerate(("hops_x", "hops_y")):
-                    hop = np.zeros((b, len(plan.cores)), dtype=np.int64)
-                    np.add.at(hop.T, plan.route_src_local, (route_packets * plan.route_hops[:, axis]).T)
-                    counts[kind][core_ids, tick] = hop.T
-                latency = np.where(route_packets > 0, plan.route_latency, 0).max(axis=1)
-                drain[tick] = np.maximum(drain[tick], latency)
-                link_tick[tick] += _matmul_counts(route_packets, plan.route_links)
+                by_count, by_event = _count(s, plan.spike_matrix), _count(s > 0, plan.event_matrix)
+                counts["spikes"][ids, tick] = by_count[:, :nc].T
+                counts["spike_events"][ids, tick] = by_event[:, :nc].T
+                spike_packets = (by_count if unary else by_event)[:, nc:]
+            clipped_total += int(np.count_nonzero(clipped))
+            if plan.route_latency.size:
+                route_packets = np.concatenate([spike_packets, psum_packets], axis=1)
+                _count_routes(plan, route_packets, counts, tick, drain, link_tick)
         saturations[layer.name] = clipped_total
         if layer.readout:
-            logits = v.reshape(b, -1)
+            logits = v.reshape(b, -1).astype(np.int64)
         else:
             if record_spikes:
                 spikes[layer.name] = layer_spikes
@@ -400,6 +545,11 @@ def simulate(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size: expected >= 1, found {batch_size}")
+    with _one_blas_thread():
+        return _simulate_stream(mapping, images, labels, batch_size, progress)
+
+
+def _simulate_stream(mapping: Mapping, images: np.ndarray, labels, batch_size: int, progress) -> SimulationResult:
     net, target = mapping.network, mapping.target
     images = check_images(net, images)
     cycles = event_cycles(target)
@@ -415,7 +565,7 @@ def simulate(
     energy = {kind: 0.0 for kind in ENERGY_KINDS}
     logits, max_link, overruns = [], 0, 0
     for start in range(0, n, batch_size):
-        act = simulate_batch(mapping, images[start : start + batch_size], _plans=plans)
+        act = _simulate_batch(mapping, images[start : start + batch_size], record_spikes=False, plans=plans)
         stop = start + act.logits.shape[0]
         logits.append(act.logits)
         for kind in COUNT_KINDS:

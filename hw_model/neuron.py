@@ -14,7 +14,14 @@ Discrete-time equations, per neuron and time step t = 1..T (DESIGN.md section 2)
     V[t] = U[t] - s[t] * theta_int                         reset by subtraction: the residue carries
 
 ``delta`` is Loihi's 12-bit decay constant (0 = pure integrator, 4096 = forget everything);
-``trunc`` rounds toward zero as Loihi does. The readout layer (the last one) never spikes: it
+``trunc`` rounds toward zero as Loihi does.
+
+Integer arrays use integer floor division. Float arrays (training's exact path) use
+trunc(x / 4096) and floor(U / theta) instead, which is as exact and several times cheaper in
+torch: every value is an integer below 2**53, x / 4096 is exact (a power of two), and the
+correctly rounded quotient U / theta of integers below 2**53 never rounds up onto an integer
+(U = k theta - r with 0 < r < theta gives U / theta = k - r/theta, and r/theta >= 1/theta is more
+than half an ulp of k because k * theta <= 2**53), so its floor is exact. The readout layer (the last one) never spikes: it
 integrates ``I`` without leak, saturating at the same accumulator width (see ``readout_step``).
 """
 
@@ -29,6 +36,7 @@ __all__ = [
     "leak",
     "saturate",
     "spike_count",
+    "mtlif_update",
     "mtlif_step",
     "readout_step",
     "encode_pixels",
@@ -56,10 +64,18 @@ def delta_from_tau(tau: float) -> int:
     return int(round(LEAK_DENOMINATOR / tau))
 
 
+def _is_float(xp, x) -> bool:
+    return xp.isdtype(x.dtype, "real floating")
+
+
 def leak(v, delta: int):
     """trunc(v * (4096 - delta) / 4096), elementwise; v holds integers (int64 or float64)."""
+    if delta == 0:  # pure integrator
+        return v
     xp = array_namespace(v)
     scaled = v * (LEAK_DENOMINATOR - delta)
+    if _is_float(xp, v):
+        return xp.trunc(scaled / LEAK_DENOMINATOR)
     # floor(|x| / 4096) with the sign restored == rounding toward zero
     return xp.sign(scaled) * (xp.abs(scaled) // LEAK_DENOMINATOR)
 
@@ -68,14 +84,22 @@ def saturate(u, acc_bits: int):
     """Clip to the A-bit accumulator. Returns (clipped, mask of the elements that were clipped)."""
     xp = array_namespace(u)
     limit = accumulator_limit(acc_bits)
-    clipped_mask = (u > limit) | (u < -limit)
-    return xp.clip(u, -limit, limit), clipped_mask
+    clipped = xp.clip(u, -limit, limit)
+    return clipped, clipped != u
 
 
 def spike_count(u, theta_int, smax: int):
     """Thresholds crossed: min(Smax, max(0, floor(u / theta_int))). u and the result are integers."""
     xp = array_namespace(u)
-    return xp.clip(u // theta_int, 0, smax)
+    crossed = xp.floor(u / theta_int) if _is_float(xp, u) else u // theta_int
+    return xp.clip(crossed, 0, smax)
+
+
+def mtlif_update(v, i, theta_int, delta: int, smax: int, acc_bits: int):
+    """Leak, integrate, saturate and count: (s, u, clipped_mask) with u the membrane before the
+    reset (training needs it for the surrogate; ``mtlif_step`` applies the reset)."""
+    u, clipped_mask = saturate(leak(v, delta) + i, acc_bits)
+    return spike_count(u, theta_int, smax), u, clipped_mask
 
 
 def mtlif_step(v, i, theta_int, delta: int, smax: int, acc_bits: int):
@@ -85,8 +109,7 @@ def mtlif_step(v, i, theta_int, delta: int, smax: int, acc_bits: int):
     Returns (s, v_next, clipped_mask): spike counts 0..Smax, the membrane after subtractive reset,
     and which neurons hit the accumulator limit this step.
     """
-    u, clipped_mask = saturate(leak(v, delta) + i, acc_bits)
-    s = spike_count(u, theta_int, smax)
+    s, u, clipped_mask = mtlif_update(v, i, theta_int, delta, smax, acc_bits)
     return s, u - s * theta_int, clipped_mask
 
 

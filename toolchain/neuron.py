@@ -41,11 +41,12 @@ class NeuronConfig:
     exact: bool = True  # False: the float baseline (no trunc, no saturation), never deployed
 
 
-def _float_step(v, i, theta, delta: int, smax: int):
-    """The float MT-LIF of the unquantized baseline: V*(1 - delta/4096) + I, no rounding, no clip."""
+def _float_update(v, i, theta, delta: int, smax: int):
+    """The float MT-LIF of the unquantized baseline: V*(1 - delta/4096) + I, no rounding, no clip.
+    Returns (s, u, clipped_mask) like hw_model.neuron.mtlif_update."""
     u = v * ((chip.LEAK_DENOMINATOR - delta) / chip.LEAK_DENOMINATOR) + i
     s = torch.clamp(torch.floor(u / theta), 0, smax)
-    return s, u - s * theta, torch.zeros_like(u, dtype=torch.bool)
+    return s, u, torch.zeros_like(u, dtype=torch.bool)
 
 
 class _MTLIFMultiStep(torch.autograd.Function):
@@ -55,22 +56,22 @@ class _MTLIFMultiStep(torch.autograd.Function):
         with torch.no_grad():
             i64 = currents.detach().to(torch.float64)
             v = torch.zeros_like(i64[0])
-            spikes = torch.empty_like(i64)
+            spikes = torch.empty_like(currents)
             x_pre = torch.empty_like(currents, dtype=torch.float32)
             open_mask = torch.empty_like(currents, dtype=torch.bool)
             for t in range(i64.shape[0]):
                 if config.exact:
-                    s, v_next, clipped = chip.mtlif_step(v, i64[t], theta_int, config.delta, config.smax, config.acc_bits)
+                    s, u, clipped = chip.mtlif_update(v, i64[t], theta_int, config.delta, config.smax, config.acc_bits)
                 else:
-                    s, v_next, clipped = _float_step(v, i64[t], theta_int, config.delta, config.smax)
+                    s, u, clipped = _float_update(v, i64[t], theta_int, config.delta, config.smax)
                 spikes[t] = s
-                x_pre[t] = (v_next + s * theta_int) / theta_int
-                open_mask[t] = ~clipped
-                v = v_next
+                x_pre[t] = u / theta_int  # membrane in threshold units, for the surrogate
+                torch.logical_not(clipped, out=open_mask[t])
+                v = u - s * theta_int
         ctx.save_for_backward(x_pre, open_mask)
         ctx.theta_int = theta_int
         ctx.config = config
-        return spikes.to(currents.dtype)
+        return spikes
 
     @staticmethod
     def backward(ctx, grad_spikes: torch.Tensor):

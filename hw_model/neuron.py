@@ -27,6 +27,8 @@ integrates ``I`` without leak, saturating at the same accumulator width (see ``r
 
 from __future__ import annotations
 
+import operator
+
 from array_api_compat import array_namespace
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
 ]
 
 LEAK_DENOMINATOR = 4096  # 12-bit decay: leak multiplies by (4096 - delta) / 4096
+_LEAK_SHIFT = 12  # 4096 == 1 << 12
 DELTA_MAX = 4096
 
 
@@ -68,6 +71,15 @@ def _is_float(xp, x) -> bool:
     return xp.isdtype(x.dtype, "real floating")
 
 
+def _is_power_of_two(value) -> bool:
+    """True for an integer scalar that is a power of two; False for arrays and floats."""
+    try:
+        value = operator.index(value)
+    except TypeError:
+        return False
+    return value > 0 and value & (value - 1) == 0
+
+
 def leak(v, delta: int):
     """trunc(v * (4096 - delta) / 4096), elementwise; v holds integers (int64 or float64)."""
     if delta == 0:  # pure integrator
@@ -76,8 +88,8 @@ def leak(v, delta: int):
     scaled = v * (LEAK_DENOMINATOR - delta)
     if _is_float(xp, v):
         return xp.trunc(scaled / LEAK_DENOMINATOR)
-    # floor(|x| / 4096) with the sign restored == rounding toward zero
-    return xp.sign(scaled) * (xp.abs(scaled) // LEAK_DENOMINATOR)
+    # floor(|x| / 4096) with the sign restored == rounding toward zero; >> 12 is that floor
+    return xp.sign(scaled) * (xp.abs(scaled) >> _LEAK_SHIFT)
 
 
 def saturate(u, acc_bits: int):
@@ -91,7 +103,12 @@ def saturate(u, acc_bits: int):
 def spike_count(u, theta_int, smax: int):
     """Thresholds crossed: min(Smax, max(0, floor(u / theta_int))). u and the result are integers."""
     xp = array_namespace(u)
-    crossed = xp.floor(u / theta_int) if _is_float(xp, u) else u // theta_int
+    if _is_float(xp, u):
+        crossed = xp.floor(u / theta_int)
+    elif _is_power_of_two(theta_int):  # the default theta_int = 2**f: an arithmetic shift floors too
+        crossed = u >> (int(theta_int).bit_length() - 1)
+    else:
+        crossed = u // theta_int
     return xp.clip(crossed, 0, smax)
 
 

@@ -46,6 +46,9 @@ per sample (latency, energy, SOPs) for the mean / p50 / p99 statistics.
 from __future__ import annotations
 
 import contextlib
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -538,18 +541,48 @@ def simulate(
     *,
     batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
 ) -> SimulationResult:
     """Stream ``images`` through ``simulate_batch`` in batches; accumulate totals and stats.
 
-    ``progress(n)`` is called after each batch with the number of samples it held.
+    ``progress(n)`` is called after each batch with the number of samples it held. ``workers``
+    batches run at once in threads (default: the CPU count, at most 4; numpy releases the GIL in
+    its array work); results are consumed in batch order, so every total is the same as with one.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size: expected >= 1, found {batch_size}")
+    workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+    if workers < 1:
+        raise ValueError(f"workers: expected >= 1, found {workers}")
     with _one_blas_thread():
-        return _simulate_stream(mapping, images, labels, batch_size, progress)
+        return _simulate_stream(mapping, images, labels, batch_size, progress, workers)
 
 
-def _simulate_stream(mapping: Mapping, images: np.ndarray, labels, batch_size: int, progress) -> SimulationResult:
+def _batch_activities(mapping: Mapping, images: np.ndarray, batch_size: int, plans: list, workers: int):
+    """(start, BatchActivity) in batch order; at most ``workers`` batches in flight (bounded memory)."""
+    starts = range(0, images.shape[0], batch_size)
+
+    def run(start: int) -> BatchActivity:
+        return _simulate_batch(mapping, images[start : start + batch_size], record_spikes=False, plans=plans)
+
+    if workers == 1:
+        for start in starts:
+            yield start, run(start)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        for start in starts:
+            pending.append((start, pool.submit(run, start)))
+            if len(pending) >= workers:
+                first, future = pending.popleft()
+                yield first, future.result()
+        while pending:
+            first, future = pending.popleft()
+            yield first, future.result()
+
+
+def _simulate_stream(mapping: Mapping, images: np.ndarray, labels, batch_size: int, progress,
+                     workers: int = 1) -> SimulationResult:
     net, target = mapping.network, mapping.target
     images = check_images(net, images)
     cycles = event_cycles(target)
@@ -564,8 +597,7 @@ def _simulate_stream(mapping: Mapping, images: np.ndarray, labels, batch_size: i
     per_sample = {key: np.zeros(n) for key in ("latency_s", "cycles", "energy_j", "sops")}
     energy = {kind: 0.0 for kind in ENERGY_KINDS}
     logits, max_link, overruns = [], 0, 0
-    for start in range(0, n, batch_size):
-        act = _simulate_batch(mapping, images[start : start + batch_size], record_spikes=False, plans=plans)
+    for start, act in _batch_activities(mapping, images, batch_size, plans, workers):
         stop = start + act.logits.shape[0]
         logits.append(act.logits)
         for kind in COUNT_KINDS:

@@ -35,6 +35,7 @@ __all__ = [
     "LEAK_DENOMINATOR",
     "DELTA_MAX",
     "accumulator_limit",
+    "int32_is_exact",
     "leak",
     "saturate",
     "spike_count",
@@ -48,11 +49,25 @@ __all__ = [
 LEAK_DENOMINATOR = 4096  # 12-bit decay: leak multiplies by (4096 - delta) / 4096
 _LEAK_SHIFT = 12  # 4096 == 1 << 12
 DELTA_MAX = 4096
+INT32_MAX = 2**31 - 1
 
 
 def accumulator_limit(acc_bits: int) -> int:
     """Largest magnitude an A-bit signed accumulator holds (symmetric: +-(2**(A-1) - 1))."""
     return 2 ** (acc_bits - 1) - 1
+
+
+def int32_is_exact(acc_bits: int, delta: int, theta_int: int, input_bound: int) -> bool:
+    """True when no intermediate of ``mtlif_step`` / ``readout_step`` can leave int32.
+
+    V stays within the accumulator limit L (it is saturated, and the subtractive reset only moves
+    a positive U towards 0), so the largest intermediates are the leak's product L * (4096 - delta),
+    leak(V) + I with |I| <= ``input_bound``, and s * theta_int <= U <= L. int32 halves the memory
+    traffic of int64/float64 state and makes its divisions cheaper, bit for bit.
+    """
+    limit = accumulator_limit(acc_bits)
+    largest = max(limit * (LEAK_DENOMINATOR - delta), limit + input_bound, theta_int)
+    return largest <= INT32_MAX
 
 
 def delta_from_tau(tau: float) -> int:

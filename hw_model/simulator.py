@@ -57,7 +57,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .mapper import Mapping
 from .network import ConvLayer, DenseLayer
-from .neuron import LEAK_DENOMINATOR, accumulator_limit, encode_pixels, mtlif_step, readout_step
+from .neuron import encode_pixels, int32_is_exact, mtlif_step, readout_step
 from .reference import check_images, predict
 from .synapse import exact_gemm_dtype, im2col, partial_sum_bound
 from .target import Target, event_cycles
@@ -152,9 +152,6 @@ def _one_blas_thread():
 # kind of event. A tick's per-core counts are then one small GEMM of the layer's events with the
 # matching matrix, instead of a Python loop over the cores with masks and ``np.add.at``.
 
-_INT32_MAX = 2**31 - 1
-
-
 def _exact_events_matrix(matrix: np.ndarray, max_event: int) -> np.ndarray:
     """``matrix`` (non-negative integers) in the cheapest dtype in which ``events @ matrix`` is
     exact for events in 0..max_event: every partial sum is at most max_event x the largest column
@@ -169,17 +166,10 @@ def _count(events: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 def _neuron_dtype(layer, input_bound: int) -> np.dtype:
-    """int32 where no intermediate of ``mtlif_step`` / ``readout_step`` can leave int32, else int64.
-
-    The membrane V stays within the accumulator limit L (it is saturated, and the subtractive
-    reset only moves a positive U towards 0), so the largest intermediates are the leak's product
-    |V| x (4096 - delta) and leak(V) + I, |I| <= the layer's partial-sum bound (bias included).
-    int32 halves the memory traffic and makes the integer divisions about 3x faster, bit for bit.
-    """
+    """int32 where ``hw_model.neuron.int32_is_exact`` proves it exact, else int64."""
     p = layer.neuron
-    limit = accumulator_limit(p.acc_bits)
-    largest = max(limit * (LEAK_DENOMINATOR - p.delta), limit + input_bound, p.theta_int)
-    return np.dtype(np.int32) if largest <= _INT32_MAX else np.dtype(np.int64)
+    exact = int32_is_exact(p.acc_bits, p.delta, p.theta_int, input_bound)
+    return np.dtype(np.int32) if exact else np.dtype(np.int64)
 
 
 @dataclass(frozen=True, eq=False)

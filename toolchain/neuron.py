@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from hw_model import neuron as chip
+from hw_model.synapse import FLOAT32_EXACT_LIMIT
 from .surrogate import surrogate_derivative
 
 __all__ = ["NeuronConfig", "SurrogateConfig", "mtlif_multistep", "readout_multistep"]
@@ -49,25 +50,35 @@ def _float_update(v, i, theta, delta: int, smax: int):
     return s, u, torch.zeros_like(u, dtype=torch.bool)
 
 
+def _state_dtype(currents: torch.Tensor, theta_int: float, config: NeuronConfig) -> torch.dtype:
+    """int32 when hw_model proves every intermediate fits (the default 20-bit accumulator with
+    float32 synapses, whose |I| <= 2**24), else float64 (exact below 2**53). Same integers either
+    way; int32 moves half the bytes and divides by powers of two with shifts."""
+    fits = (config.exact and currents.dtype == torch.float32 and float(theta_int).is_integer()
+            and chip.int32_is_exact(config.acc_bits, config.delta, int(theta_int), FLOAT32_EXACT_LIMIT))
+    return torch.int32 if fits else torch.float64
+
+
 class _MTLIFMultiStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, currents: torch.Tensor, theta_int: float, config: NeuronConfig):
         # currents: (T, B, ...) float, integer-valued, in membrane units
         with torch.no_grad():
-            i64 = currents.detach().to(torch.float64)
+            i64 = currents.detach().to(_state_dtype(currents, theta_int, config))
+            theta_state = int(theta_int) if not i64.is_floating_point() else theta_int
             v = torch.zeros_like(i64[0])
             spikes = torch.empty_like(currents)
             x_pre = torch.empty_like(currents, dtype=torch.float32)
             open_mask = torch.empty_like(currents, dtype=torch.bool)
             for t in range(i64.shape[0]):
                 if config.exact:
-                    s, u, clipped = chip.mtlif_update(v, i64[t], theta_int, config.delta, config.smax, config.acc_bits)
+                    s, u, clipped = chip.mtlif_update(v, i64[t], theta_state, config.delta, config.smax, config.acc_bits)
                 else:
                     s, u, clipped = _float_update(v, i64[t], theta_int, config.delta, config.smax)
                 spikes[t] = s
-                x_pre[t] = u / theta_int  # membrane in threshold units, for the surrogate
+                x_pre[t] = u.to(torch.float32) / theta_int  # membrane in threshold units, for the surrogate
                 torch.logical_not(clipped, out=open_mask[t])
-                v = u - s * theta_int
+                v = u - s * theta_state
         ctx.save_for_backward(x_pre, open_mask)
         ctx.theta_int = theta_int
         ctx.config = config

@@ -92,6 +92,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule (default 3e-3)")
     parser.add_argument("--augment", type=int, default=1, help="random translation in pixels during training (default 1; 0 = off)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same model")
+    parser.add_argument("--init", default=None, metavar="CHECKPOINT",
+                        help="start from this checkpoint's weights (same arch, input and classes), e.g. QAT "
+                             "fine-tuning of a float baseline trained with --bits 0")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("-o", "--output", default="model.pt", help="checkpoint path (default model.pt)")
@@ -99,6 +102,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _dataset_kind(spec: str | None) -> str:
     return "digits" if not spec else spec.split(":", 1)[0]
+
+
+def _init_state(path: str, config) -> dict:
+    """The state dict of checkpoint ``path``, checked to fit ``config``'s architecture."""
+    from .checkpoint import CheckpointError, load_checkpoint
+
+    model, _ = load_checkpoint(path)
+    mine, theirs = config, model.config
+    for field in ("arch", "input_shape", "n_classes"):
+        if getattr(mine, field) != getattr(theirs, field):
+            raise CheckpointError(f"{path}: --init: {field}: expected {getattr(mine, field)!r} (the model being trained), "
+                                  f"found {getattr(theirs, field)!r}")
+    return model.state_dict()
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -126,8 +142,10 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"training {arch} on {dataset.name} ({len(dataset.train.labels)} train / {len(dataset.test.labels)} test), "
           f"T={config.timesteps} Smax={config.smax} bits={config.bits} acc_bits={config.acc_bits} "
           f"surrogate={config.surrogate.curve} for {epochs} epochs", flush=True)
-    result = train_model(config, dataset, settings)
+    init_state = _init_state(args.init, config) if args.init else None
+    result = train_model(config, dataset, settings, init_state)
     training = {
+        "init": str(args.init) if args.init else None,
         "dataset": args.dataset or "digits", "epochs": epochs, "batch_size": args.batch_size, "lr": args.lr,
         "seed": args.seed, "loss": args.loss, "augment": args.augment, "test_accuracy": result.test_accuracy,
         "test_samples": int(len(dataset.test.labels)), "seconds": round(result.seconds, 2), "history": result.history,

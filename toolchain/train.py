@@ -87,14 +87,19 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def train_model(config: ModelConfig, dataset, settings: TrainSettings) -> TrainResult:
-    """Train on dataset.train, report dataset.test accuracy after every epoch (integer forward)."""
+def train_model(config: ModelConfig, dataset, settings: TrainSettings, init_state: dict | None = None) -> TrainResult:
+    """Train on dataset.train, report dataset.test accuracy after every epoch (integer forward).
+
+    ``init_state``: a state dict to start from (e.g. a float baseline's, for QAT fine-tuning).
+    """
     seed_everything(settings.seed)
     # Gradients far below threshold underflow into float32 denormals (the surrogate's tails),
     # which slow the conv backward ~10x on x86; flushing them changes no value above 1e-38 and
     # never the forward, which is integer-valued.
     torch.set_flush_denormal(True)
     model = MTSNN(config)
+    if init_state is not None:
+        model.load_state_dict(init_state)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     images = torch.tensor(np.array(dataset.train.images))
     labels = torch.tensor(np.array(dataset.train.labels))

@@ -426,3 +426,26 @@ def test_train_main_errors(tmp_path, capsys):
     assert line.startswith("mtsnn-train: error:") and "token 2" in line
     assert train_main(["--no-progress", "-o", str(tmp_path / "x.pt"), "--dataset", "nosuchset"]) == 2
     assert _one_error_line(capsys, prog="mtsnn-train").startswith("mtsnn-train: error:")
+
+
+def test_init_starts_from_another_checkpoints_weights(tmp_path, capsys):
+    """--init loads a float baseline's weights for QAT fine-tuning; an architecture mismatch is one line."""
+    from toolchain.checkpoint import load_checkpoint
+    from toolchain.cli import main
+
+    float_path, qat_path = tmp_path / "float.pt", tmp_path / "qat.pt"
+    arch = ["--arch", "8C3p1-P2-32", "--no-progress", "--batch-size", "64"]
+    assert main(["train", *arch, "--epochs", "2", "--bits", "0", "-o", str(float_path)]) == 0
+    start, _ = load_checkpoint(float_path)
+    assert main(["train", *arch, "--epochs", "1", "--lr", "1e-9", "--init", str(float_path), "-o", str(qat_path)]) == 0
+    tuned, payload = load_checkpoint(qat_path)
+    assert payload["training"]["init"] == str(float_path) and tuned.config.bits == 8
+    # with a negligible learning rate the float weights come through (almost) unchanged
+    for name, value in start.state_dict().items():
+        if name.endswith(".weight"):
+            assert torch.allclose(tuned.state_dict()[name], value, atol=1e-6), name
+    capsys.readouterr()
+    code = main(["train", "--arch", "4C3p1-P2-32", "--epochs", "1", "--no-progress", "--init", str(float_path),
+                 "-o", str(tmp_path / "x.pt")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--init: arch: expected '4C3p1-P2-32'" in err and "\n" not in err

@@ -24,9 +24,10 @@ def _neuron(model, index: int, f: int) -> NeuronParams:
 
 def _synaptic_layer(model, index: int, name: str, in_shape: tuple, readout: bool):
     synapse = model.synapses[name]
-    _, weight_int, _, bias_int, _, f = synapse.quantized()
-    weight = weight_int.long().numpy()
-    bias = bias_int.long().numpy() if bias_int is not None else np.zeros(weight.shape[0], dtype=np.int64)
+    q = synapse.quantized()
+    f = q.f
+    weight = q.weight_int.long().numpy()
+    bias = q.bias_int.long().numpy() if q.bias_int is not None else np.zeros(weight.shape[0], dtype=np.int64)
     neuron = _neuron(model, index, f)
     theta_exact = model.config.theta * 2.0**f
     provenance = {

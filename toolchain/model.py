@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +41,7 @@ from hw_model.synapse import FLOAT32_EXACT_LIMIT
 from .arch import ConvSpec, DenseSpec, PoolSpec, layer_shapes
 from .neuron import NeuronConfig, SurrogateConfig, mtlif_multistep, readout_multistep
 
-__all__ = ["ConfigError", "ModelConfig", "MTSNN", "IntegerRun", "QuantizedSynapse"]
+__all__ = ["ConfigError", "ModelConfig", "MTSNN", "IntegerRun", "QuantizedSynapse", "QuantizedWeights"]
 
 
 class ConfigError(ValueError):
@@ -113,43 +114,51 @@ class QuantizedSynapse(nn.Module):
             self.layer = QuantLinear(math.prod(in_shape), out_shape[0], **quant)
         self.acc_bits = config.acc_bits
 
-    def quantized(self):
-        """(float weight with STE grad, weight_int, bias float or None, bias_int or None, scale, f)."""
+    def quantized(self) -> "QuantizedWeights":
+        """This step's weights and bias: float (with straight-through gradients) and integer."""
         if self.float_baseline:
             one = torch.ones((), dtype=self.layer.weight.dtype)
-            return self.layer.weight, None, self.layer.bias, None, one, 0
+            return QuantizedWeights(self.layer.weight, None, self.layer.bias, None, one, 0)
         qw = self.layer.quant_weight()
         scale = qw.scale.detach().reshape(())
-        weight = qw.value
-        weight_int = torch.round(weight.detach() / scale)
+        weight_int = torch.round(qw.value.detach() / scale)
         bias = bias_int = None
         if self.layer.bias is not None:
             limit = accumulator_limit(self.acc_bits)
-            exact = torch.clamp(torch.round(self.layer.bias.detach() / scale), -limit, limit)
-            bias_int = exact
-            bias = self.layer.bias + (exact * scale - self.layer.bias).detach()
-        f = int(round(-math.log2(float(scale))))
-        return weight, weight_int, bias, bias_int, scale, f
+            bias_int = torch.clamp(torch.round(self.layer.bias.detach() / scale), -limit, limit)
+            bias = self.layer.bias + (bias_int * scale - self.layer.bias).detach()
+        return QuantizedWeights(qw.value, weight_int, bias, bias_int, scale, int(round(-math.log2(float(scale)))))
 
-    def currents(self, x: torch.Tensor, smax_in: int, q) -> torch.Tensor:
-        """Integer-valued I for inputs x (M, ...) of counts; exact float32/float64 (see module doc)."""
-        weight, weight_int, bias, bias_int, scale, _ = q
-        if weight_int is None:  # float baseline: nothing to prove
-            if self.kind == "conv":
-                return F.conv2d(x, weight, bias, padding=self.padding)
-            return F.linear(x.reshape(x.shape[0], -1), weight, bias)
-        per_out = weight_int.reshape(weight_int.shape[0], -1).abs().sum(dim=1) * smax_in
-        if bias_int is not None:
-            per_out = per_out + bias_int.abs()
-        # the dtype this layer's bound needs (the input may come as float64 from a float64 layer)
-        dtype = torch.float64 if float(per_out.max()) > FLOAT32_EXACT_LIMIT else torch.float32
-        x, weight = x.to(dtype), weight.to(dtype)
-        bias = bias.to(dtype) if bias is not None else None
+    def currents(self, x: torch.Tensor, smax_in: int, q: "QuantizedWeights") -> torch.Tensor:
+        """Integer-valued I for inputs x (M, ...) of counts; exact float32/float64 (see module doc).
+
+        The float baseline (no integer weights) has nothing to prove and runs in float32.
+        """
+        weight, bias = q.weight, q.bias
+        if q.weight_int is not None:
+            # the dtype this layer's bound needs (the input may come as float64 from a float64 layer)
+            per_out = q.weight_int.reshape(q.weight_int.shape[0], -1).abs().sum(dim=1) * smax_in
+            if q.bias_int is not None:
+                per_out = per_out + q.bias_int.abs()
+            dtype = torch.float64 if float(per_out.max()) > FLOAT32_EXACT_LIMIT else torch.float32
+            x, weight = x.to(dtype), weight.to(dtype)
+            bias = bias.to(dtype) if bias is not None else None
         if self.kind == "conv":
             y = F.conv2d(x, weight, bias, padding=self.padding)
         else:
             y = F.linear(x.reshape(x.shape[0], -1), weight, bias)
-        return y / scale.to(y.dtype)
+        return y / q.scale.to(y.dtype)
+
+
+class QuantizedWeights(NamedTuple):
+    """A synaptic layer's weights for one forward pass (float value = integer * scale)."""
+
+    weight: torch.Tensor  # float, W_int * 2**-f, straight-through gradient to the float weight
+    weight_int: torch.Tensor | None  # integer-valued, None for the float baseline
+    bias: torch.Tensor | None  # float, on the same grid
+    bias_int: torch.Tensor | None  # integer-valued, clipped to the accumulator
+    scale: torch.Tensor  # 2**-f, a scalar
+    f: int  # weight_scale_exp
 
 
 @dataclass
@@ -220,7 +229,7 @@ class MTSNN(nn.Module):
                 synapse = self.synapses[name]
                 q = synapse.quantized()
                 currents = synapse.currents(x, smax_in, q)
-                f = q[5]
+                f = q.f
             if constant_input:
                 currents = currents.unsqueeze(0).expand(T, *currents.shape)
             else:

@@ -86,7 +86,7 @@ def test_load_requantizes(saved, bits):
     assert loaded.config.bits == bits
     limit = 2 ** (bits - 1) - 1
     for name, synapse in loaded.synapses.items():
-        weight_int = synapse.quantized()[1]
+        weight_int = synapse.quantized().weight_int
         assert float(weight_int.abs().max()) <= limit, name
         assert float(weight_int.abs().max()) > 0, name
         assert torch.equal(weight_int, torch.round(weight_int))

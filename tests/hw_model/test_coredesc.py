@@ -14,7 +14,9 @@ import pytest
 import hw_model.coredesc as coredesc
 from hw_model.coredesc import CoreFormatError, core_paths, network_to_document, read_core, write_core
 from hw_model.network import ConvLayer, DenseLayer, InputEncoder, IntegerNetwork, NeuronParams, PoolLayer
+from hw_model.mapper import map_network
 from hw_model.synthetic import random_network
+from hw_model.target import load_target
 
 SCHEMA_PATH = Path(coredesc.__file__).parent / "schema" / "core-v1.schema.json"
 
@@ -83,7 +85,8 @@ NETWORKS = {
     "all-types": full_net,
 }
 
-PLACEMENT = {"target": "loihi", "cores": [{"core": 0, "layer": "conv1", "neurons": [0, 12]}], "routes": []}
+# a real placement, as the mapper writes it (its structure is documented in the schema)
+PLACEMENT = map_network(conv_net(0), load_target("loihi")).placement()
 
 
 @pytest.fixture(scope="module")

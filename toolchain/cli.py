@@ -91,7 +91,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule (default 3e-3)")
     parser.add_argument("--augment", type=int, default=1, help="random translation in pixels during training (default 1; 0 = off)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same model")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0): the same seed and --threads give the same model "
+                             "(torch's float reductions depend on the thread count)")
     parser.add_argument("--init", default=None, metavar="CHECKPOINT",
                         help="start from this checkpoint's weights (same arch, input and classes), e.g. QAT "
                              "fine-tuning of a float baseline trained with --bits 0")

@@ -1,28 +1,20 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's virtual environment in .venv and install mtsnn with its test
 # extras. torch is pinned and installed first: an unpinned torch would pull gigabytes of CUDA
-# packages; torch==2.13.0 is the CPU build.
+# packages; torch==2.13.0 is the CPU build. The install is redone whenever pyproject.toml
+# changes (its hash is kept in .venv), so a new dependency always reaches an existing .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python - <<'PY' 2>/dev/null
-import importlib.metadata as md, sys
-need = ["torch", "brevitas", "onnx", "onnxruntime", "numpy", "scikit-learn", "array-api-compat", "tqdm",
-        "matplotlib", "pytest", "hypothesis", "jsonschema", "mtsnn"]
-missing = []
-for name in need:
-    try:
-        md.version(name)
-    except md.PackageNotFoundError:
-        missing.append(name)
-sys.exit(1 if missing or md.version("torch").split("+")[0] != "2.13.0" else 0)
-PY
-then
+stamp=.venv/.mtsnn-pyproject.sha256
+wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ] || ! .venv/bin/python -c "import toolchain, hw_model, export" 2>/dev/null; then
     echo "setting up .venv (torch==2.13.0 CPU first, then mtsnn[dev]) ..."
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q torch==2.13.0
     .venv/bin/python -m pip install -q -e ".[dev]"
+    echo "$wanted" > "$stamp"
 fi

@@ -50,7 +50,7 @@ model, net = _network({model_path!r})
 images = _images(model, {n})
 mapping = map_network(net, load_target({target!r}))
 if {simulate!r}:
-    result = simulate(mapping, images, batch_size=64)
+    result = simulate(mapping, images)
     assert result.n_samples == {n}
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         return np.concatenate([session.run(None, {"images": images[i : i + 64]})[0] for i in range(0, len(images), 64)])
 
     def simulator():
-        return simulate(mapping, images, batch_size=64).logits
+        return simulate(mapping, images).logits
 
     agree = np.array_equal(onnxruntime(), simulator())  # warm-up, and the logits must agree
     times = {"onnxruntime": [], "simulator": []}

@@ -38,7 +38,7 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     parser.add_argument("--dataset", default=None,
                         help="data set spec (digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR); default digits")
     parser.add_argument("--samples", type=int, default=None, help="simulate the first N test samples (default all)")
-    parser.add_argument("--batch-size", type=int, default=64, help="samples per vectorised batch (default 64)")
+    parser.add_argument("--batch-size", type=int, default=128, help="samples per vectorised batch (default 128)")
     parser.add_argument("--json", dest="json_out", default=None, help="write the report as JSON to this file")
     parser.add_argument("--plots", default=None, help="write PNG plots into this directory")
     parser.add_argument("--placement-out", default=None,

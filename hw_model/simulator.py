@@ -529,7 +529,7 @@ def simulate(
     images: np.ndarray,
     labels: np.ndarray | None = None,
     *,
-    batch_size: int = 64,
+    batch_size: int = 128,
     progress: Callable[[int], None] | None = None,
     workers: int | None = None,
 ) -> SimulationResult:

@@ -39,20 +39,16 @@ def _load_model(path: str | None):
 
 
 def _images(model, n: int) -> np.ndarray:
+    """n test images for the model: mnist-subset or digits (repeated up to n), else random."""
     shape = tuple(model.config.input_shape)
-    if shape == (1, 28, 28) and MNIST_SUBSET.is_dir():
-        from toolchain.datasets import load_dataset
+    spec = f"mnist:{MNIST_SUBSET}" if shape == (1, 28, 28) and MNIST_SUBSET.is_dir() else "digits" if shape == (1, 8, 8) else None
+    if spec is None:
+        return np.random.default_rng(0).integers(0, 256, (n,) + shape, dtype=np.uint8)
+    from toolchain.datasets import load_dataset
 
-        images = load_dataset(f"mnist:{MNIST_SUBSET}").test.images
-        reps = -(-n // len(images))
-        return np.ascontiguousarray(np.concatenate([images] * reps)[:n])
-    if shape == (1, 8, 8):
-        from toolchain.datasets import load_dataset
-
-        images = load_dataset(None).test.images
-        reps = -(-n // len(images))
-        return np.ascontiguousarray(np.concatenate([images] * reps)[:n])
-    return np.random.default_rng(0).integers(0, 256, (n,) + shape, dtype=np.uint8)
+    images = load_dataset(spec).test.images
+    reps = -(-n // len(images))
+    return np.ascontiguousarray(np.concatenate([images] * reps)[:n])
 
 
 def _contenders(model, images: np.ndarray, batch: int):

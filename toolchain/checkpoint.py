@@ -46,13 +46,19 @@ def save_checkpoint(path: str | os.PathLike, model: MTSNN, training: dict) -> Pa
     return path
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type's name), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _read_payload(path: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{path}: not found: expected an mtsnn checkpoint (.pt) written by mtsnn-train")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # an untrusted file: torch.load raises many types on garbage
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first_line = _first_line(exc)
         raise CheckpointError(f"{path}: not an mtsnn checkpoint (cannot be loaded with weights_only=True: {first_line[:160]})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
@@ -81,7 +87,7 @@ def load_checkpoint(path: str | os.PathLike, *, bits: int | None = None) -> tupl
         model = MTSNN(config)
         model.load_state_dict(payload["state_dict"])
     except (TypeError, ValueError, RuntimeError, KeyError, AttributeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first_line = _first_line(exc)
         raise CheckpointError(f"{path}: config/state_dict: cannot rebuild the model: {first_line[:200]}") from None
     model.eval()
     return model, payload

@@ -27,8 +27,8 @@ MNIST_SUBSET = REPO.parent / "shared" / "data" / "mnist-subset"
 
 
 def _load_model(path: str | None):
-    from toolchain.checkpoint import load_checkpoint
-    from toolchain.model import MTSNN, ModelConfig
+    from mtsnn.toolchain.checkpoint import load_checkpoint
+    from mtsnn.toolchain.model import MTSNN, ModelConfig
 
     if path:
         return load_checkpoint(path)[0]
@@ -44,7 +44,7 @@ def _images(model, n: int) -> np.ndarray:
     spec = f"mnist:{MNIST_SUBSET}" if shape == (1, 28, 28) and MNIST_SUBSET.is_dir() else "digits" if shape == (1, 8, 8) else None
     if spec is None:
         return np.random.default_rng(0).integers(0, 256, (n,) + shape, dtype=np.uint8)
-    from toolchain.datasets import load_dataset
+    from mtsnn.toolchain.datasets import load_dataset
 
     images = load_dataset(spec).test.images
     reps = -(-n // len(images))
@@ -54,9 +54,9 @@ def _images(model, n: int) -> np.ndarray:
 def _contenders(model, images: np.ndarray, batch: int):
     import onnxruntime as ort
 
-    from export.integer import to_integer_network
-    from export.onnx_model import build_onnx
-    from hw_model.reference import run_reference
+    from mtsnn.export.integer import to_integer_network
+    from mtsnn.export.onnx_model import build_onnx
+    from mtsnn.hw_model.reference import run_reference
 
     net = to_integer_network(model)
     options = ort.SessionOptions()

@@ -29,7 +29,7 @@ from bench_inference import _images, _load_model  # noqa: E402  (same model and 
 
 
 def _network(model_path: str | None):
-    from export.integer import to_integer_network
+    from mtsnn.export.integer import to_integer_network
 
     model = _load_model(model_path)
     return model, to_integer_network(model)
@@ -43,9 +43,9 @@ import resource, sys
 sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
 import torch; torch.set_num_threads(1)
 from bench_sim import _network, _images
-from hw_model.mapper import map_network
-from hw_model.simulator import simulate
-from hw_model.target import load_target
+from mtsnn.hw_model.mapper import map_network
+from mtsnn.hw_model.simulator import simulate
+from mtsnn.hw_model.target import load_target
 model, net = _network({model_path!r})
 images = _images(model, {n})
 mapping = map_network(net, load_target({target!r}))
@@ -62,10 +62,10 @@ def main(argv=None) -> int:
     import onnxruntime as ort
     import torch
 
-    from export.onnx_model import build_onnx
-    from hw_model.mapper import map_network
-    from hw_model.simulator import simulate
-    from hw_model.target import load_target
+    from mtsnn.export.onnx_model import build_onnx
+    from mtsnn.hw_model.mapper import map_network
+    from mtsnn.hw_model.simulator import simulate
+    from mtsnn.hw_model.target import load_target
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None)

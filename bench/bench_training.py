@@ -87,7 +87,7 @@ def _adam_step(model: nn.Module, forward, target: torch.Tensor):
 
 # ---------------------------------------------------------------------------- contenders
 def build_mtsnn(data):
-    from toolchain.model import ModelConfig, MTSNN
+    from mtsnn.toolchain.model import ModelConfig, MTSNN
 
     model = MTSNN(ModelConfig(arch=ARCH, input_shape=(1, 28, 28), n_classes=N_CLASSES, timesteps=T,
                               smax=SMAX, bits=8, acc_bits=20))

@@ -70,7 +70,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 def _write_golden(path: Path, images, labels, result, n: int) -> None:
     import io
 
-    from hw_model.coredesc import atomic_write_bytes
+    from mtsnn.hw_model.coredesc import atomic_write_bytes
 
     n = min(n, len(images))
     arrays = {"images": images[:n], "labels": labels[:n].astype(np.int64), "logits": result.logits[:n]}
@@ -82,11 +82,11 @@ def _write_golden(path: Path, images, labels, result, n: int) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from hw_model.coredesc import atomic_write_bytes, write_core
-    from hw_model.reference import run_reference
-    from toolchain.checkpoint import load_checkpoint
-    from toolchain.cli import load_matching_dataset
-    from toolchain.train import evaluate_model
+    from mtsnn.hw_model.coredesc import atomic_write_bytes, write_core
+    from mtsnn.hw_model.reference import run_reference
+    from mtsnn.toolchain.checkpoint import load_checkpoint
+    from mtsnn.toolchain.cli import load_matching_dataset
+    from mtsnn.toolchain.train import evaluate_model
 
     from .integer import to_integer_network
     from .lints import lint_network, lint_warnings
@@ -155,7 +155,7 @@ def _lint_table(lints) -> str:
 
 
 def export_main(argv: Sequence[str] | None = None) -> int:
-    from toolchain.cli import run_guarded
+    from mtsnn.toolchain.cli import run_guarded
 
     parser = argparse.ArgumentParser(prog="mtsnn-export", description="Export a trained MT-SNN to ONNX + core description")
     add_export_arguments(parser)
@@ -196,9 +196,9 @@ def _find_export(model_path: str, folder: str) -> dict[str, Path]:
 def _simulator_run(core, target_spec: str, images: np.ndarray, batch_size: int = 128):
     """(PathRun or None, note). The simulator is the fourth path when the network maps onto the
     target; when a design rule refuses it, the note says so (and the command prints it)."""
-    from hw_model.mapper import DesignRuleError, map_network
-    from hw_model.simulator import simulate_batch
-    from hw_model.target import load_target
+    from mtsnn.hw_model.mapper import DesignRuleError, map_network
+    from mtsnn.hw_model.simulator import simulate_batch
+    from mtsnn.hw_model.target import load_target
 
     from .validate import PathRun, run_batched
 
@@ -217,10 +217,10 @@ def _simulator_run(core, target_spec: str, images: np.ndarray, batch_size: int =
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from hw_model.coredesc import read_core
-    from hw_model.reference import run_reference
-    from toolchain.checkpoint import load_checkpoint
-    from toolchain.cli import load_matching_dataset
+    from mtsnn.hw_model.coredesc import read_core
+    from mtsnn.hw_model.reference import run_reference
+    from mtsnn.toolchain.checkpoint import load_checkpoint
+    from mtsnn.toolchain.cli import load_matching_dataset
 
     from .onnx_model import run_onnx
     from .validate import PathRun, compare_paths
@@ -274,7 +274,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def validate_main(argv: Sequence[str] | None = None) -> int:
-    from toolchain.cli import run_guarded
+    from mtsnn.toolchain.cli import run_guarded
 
     parser = argparse.ArgumentParser(prog="mtsnn-validate",
                                      description="Check that the QAT model, the integer reference, onnxruntime and the "

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from hw_model.network import ConvLayer, DenseLayer, InputEncoder, IntegerNetwork, NeuronParams, PoolLayer
+from mtsnn.hw_model.network import ConvLayer, DenseLayer, InputEncoder, IntegerNetwork, NeuronParams, PoolLayer
 
 __all__ = ["to_integer_network"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from hw_model.network import IntegerNetwork
-from hw_model.reference import ReferenceResult
+from mtsnn.hw_model.network import IntegerNetwork
+from mtsnn.hw_model.reference import ReferenceResult
 
 __all__ = ["LayerLint", "lint_network", "lint_warnings", "SMAX_CLIP_WARN_FRACTION"]
 

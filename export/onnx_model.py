@@ -74,10 +74,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from hw_model.coredesc import atomic_write_bytes
-from hw_model.network import ConvLayer, DenseLayer, IntegerNetwork, PoolLayer
-from hw_model.neuron import LEAK_DENOMINATOR, accumulator_limit
-from hw_model.synapse import exact_gemm_dtype, partial_sum_bound
+from mtsnn.hw_model.coredesc import atomic_write_bytes
+from mtsnn.hw_model.network import ConvLayer, DenseLayer, IntegerNetwork, PoolLayer
+from mtsnn.hw_model.neuron import LEAK_DENOMINATOR, accumulator_limit
+from mtsnn.hw_model.synapse import exact_gemm_dtype, partial_sum_bound
 
 __all__ = [
     "OPSET",

@@ -48,7 +48,7 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
 
 
 def _load_images(spec, network, samples):
-    from toolchain.datasets import load_dataset  # lazy: the data layer lives in toolchain (numpy + sklearn)
+    from mtsnn.toolchain.datasets import load_dataset  # lazy: the data layer lives in toolchain (numpy + sklearn)
 
     split = load_dataset(spec).test
     images, labels = split.images, split.labels

@@ -11,7 +11,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.mtsnn-pyproject.sha256
 wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ] || ! .venv/bin/python -c "import toolchain, hw_model, export" 2>/dev/null; then
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ] || ! .venv/bin/python -c "import mtsnn.toolchain, mtsnn.hw_model, mtsnn.export" 2>/dev/null; then
     echo "setting up .venv (torch==2.13.0 CPU first, then mtsnn[dev]) ..."
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q torch==2.13.0

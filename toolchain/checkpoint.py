@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from hw_model.coredesc import atomic_write_bytes
+from mtsnn.hw_model.coredesc import atomic_write_bytes
 from .model import MTSNN, ModelConfig
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint"]

@@ -27,8 +27,8 @@ DEFAULT_ARCH = {
 
 def user_errors() -> tuple[type, ...]:
     """Exception types that mean 'the user gave bad input' (reported in one line, exit 2)."""
-    from hw_model.coredesc import CoreFormatError
-    from hw_model.network import NetworkError
+    from mtsnn.hw_model.coredesc import CoreFormatError
+    from mtsnn.hw_model.network import NetworkError
     from .arch import ArchError
     from .checkpoint import CheckpointError
     from .datasets import DatasetError
@@ -36,14 +36,14 @@ def user_errors() -> tuple[type, ...]:
 
     types: list[type] = [CoreFormatError, NetworkError, ArchError, CheckpointError, DatasetError, ConfigError]
     try:
-        from hw_model.mapper import DesignRuleError
-        from hw_model.target import TargetError
+        from mtsnn.hw_model.mapper import DesignRuleError
+        from mtsnn.hw_model.target import TargetError
 
         types += [DesignRuleError, TargetError]
     except ImportError:  # the hardware model is optional for training
         pass
     try:
-        from export.errors import ExportError
+        from mtsnn.export.errors import ExportError
 
         types.append(ExportError)
     except ImportError:
@@ -207,14 +207,14 @@ def _subcommands() -> dict[str, tuple[str, Callable, Callable]]:
         "evaluate": ("test accuracy of a checkpoint (integer-exact forward)", add_evaluate_arguments, run_evaluate),
     }
     try:
-        from export.cli import add_export_arguments, add_validate_arguments, run_export, run_validate
+        from mtsnn.export.cli import add_export_arguments, add_validate_arguments, run_export, run_validate
 
         commands["export"] = ("write ONNX + core description (and golden vectors)", add_export_arguments, run_export)
         commands["validate"] = ("prove every integer path agrees bit for bit", add_validate_arguments, run_validate)
     except ImportError:
         pass
     try:
-        from hw_model.cli import add_sim_arguments, run_sim
+        from mtsnn.hw_model.cli import add_sim_arguments, run_sim
 
         commands["sim"] = ("simulate a core description on a neuromorphic target", add_sim_arguments, run_sim)
     except ImportError:

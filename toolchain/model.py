@@ -36,8 +36,8 @@ from brevitas.nn import QuantConv2d, QuantLinear
 from brevitas.quant import Int8WeightPerTensorFixedPoint
 from torch import nn
 
-from hw_model.neuron import accumulator_limit, delta_from_tau, encode_pixels
-from hw_model.synapse import FLOAT32_EXACT_LIMIT
+from mtsnn.hw_model.neuron import accumulator_limit, delta_from_tau, encode_pixels
+from mtsnn.hw_model.synapse import FLOAT32_EXACT_LIMIT
 from .arch import ConvSpec, DenseSpec, PoolSpec, layer_shapes
 from .neuron import NeuronConfig, SurrogateConfig, mtlif_multistep, readout_multistep
 

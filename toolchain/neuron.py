@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-from hw_model import neuron as chip
-from hw_model.synapse import FLOAT32_EXACT_LIMIT
+from mtsnn.hw_model import neuron as chip
+from mtsnn.hw_model.synapse import FLOAT32_EXACT_LIMIT
 from .surrogate import surrogate_derivative
 
 __all__ = ["NeuronConfig", "SurrogateConfig", "mtlif_multistep", "readout_multistep"]

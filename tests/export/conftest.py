@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from toolchain.cli import main as mtsnn_main
+from mtsnn.toolchain.cli import main as mtsnn_main
 
 
 @pytest.fixture(scope="session")

@@ -17,14 +17,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from export.integer import to_integer_network
-from export.onnx_model import run_onnx, build_onnx
-from hw_model.mapper import map_network
-from hw_model.reference import run_reference
-from hw_model.simulator import simulate_batch
-from hw_model.target import PRESET_DIR, parse_target
-from toolchain.model import ModelConfig, MTSNN
-from toolchain.neuron import SurrogateConfig
+from mtsnn.export.integer import to_integer_network
+from mtsnn.export.onnx_model import run_onnx, build_onnx
+from mtsnn.hw_model.mapper import map_network
+from mtsnn.hw_model.reference import run_reference
+from mtsnn.hw_model.simulator import simulate_batch
+from mtsnn.hw_model.target import PRESET_DIR, parse_target
+from mtsnn.toolchain.model import ModelConfig, MTSNN
+from mtsnn.toolchain.neuron import SurrogateConfig
 
 
 def _tiny_core_target(neurons: int, axons: int):
@@ -89,7 +89,7 @@ def test_qat_reference_onnx_and_simulator_agree(arch, bits, smax, timesteps, tau
 def test_a_float64_layer_feeding_a_float32_layer_stays_exact():
     """Regression (found by the property test in CI): a layer whose bound needs float64 emits
     float64 spikes; the next layer, whose bound fits float32, must cast its input."""
-    from hw_model.synapse import FLOAT32_EXACT_LIMIT, partial_sum_bound
+    from mtsnn.hw_model.synapse import FLOAT32_EXACT_LIMIT, partial_sum_bound
 
     config = ModelConfig(arch="8C5p2-P2-4", input_shape=(1, 8, 8), n_classes=3, bits=16, acc_bits=32, smax=31)
     model = MTSNN(config).eval()

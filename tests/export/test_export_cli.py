@@ -8,11 +8,11 @@ import numpy as np
 import onnx
 import pytest
 
-from export.cli import export_main, validate_main
-from hw_model.coredesc import read_core, write_core
-from hw_model.network import ConvLayer
-from toolchain.checkpoint import load_checkpoint
-from toolchain.cli import main as mtsnn_main
+from mtsnn.export.cli import export_main, validate_main
+from mtsnn.hw_model.coredesc import read_core, write_core
+from mtsnn.hw_model.network import ConvLayer
+from mtsnn.toolchain.checkpoint import load_checkpoint
+from mtsnn.toolchain.cli import main as mtsnn_main
 
 
 def _export(model, out, *extra):
@@ -38,7 +38,7 @@ def test_export_writes_every_artifact_and_validate_is_bit_exact(trained_model, t
 def test_golden_vectors_match_the_reference(trained_model, tmp_path):
     out = tmp_path / "g"
     assert _export(trained_model, out, "--golden", "4") == 0
-    from hw_model.reference import run_reference
+    from mtsnn.hw_model.reference import run_reference
 
     golden = np.load(out / "model.golden.npz")
     net = read_core(out / "model.core.json").network
@@ -80,7 +80,7 @@ def test_validate_names_the_first_divergence_and_exits_1(trained_model, tmp_path
     tampered = ConvLayer(name=first.name, in_shape=first.in_shape, neuron=first.neuron, readout=False,
                          weight=weight, bias=first.bias, stride=first.stride, padding=first.padding,
                          weight_bits=first.weight_bits, provenance=first.provenance)
-    from hw_model.network import IntegerNetwork
+    from mtsnn.hw_model.network import IntegerNetwork
 
     bad = IntegerNetwork(encoder=net.encoder, layers=(tampered,) + net.layers[1:], timesteps=net.timesteps,
                          n_classes=net.n_classes, provenance=net.provenance)

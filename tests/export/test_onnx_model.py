@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import export.onnx_model as onnx_model
-from export.onnx_model import (
+import mtsnn.export.onnx_model as onnx_model
+from mtsnn.export.onnx_model import (
     INPUT_NAME,
     LOGITS_NAME,
     add_spike_outputs,
@@ -28,10 +28,10 @@ from export.onnx_model import (
     save_onnx,
     synapse_dtypes,
 )
-from hw_model.network import ConvLayer, DenseLayer, InputEncoder, IntegerNetwork, NeuronParams
-from hw_model.reference import run_reference
-from hw_model.synapse import FLOAT32_EXACT_LIMIT, partial_sum_bound
-from hw_model.synthetic import random_images, random_network
+from mtsnn.hw_model.network import ConvLayer, DenseLayer, InputEncoder, IntegerNetwork, NeuronParams
+from mtsnn.hw_model.reference import run_reference
+from mtsnn.hw_model.synapse import FLOAT32_EXACT_LIMIT, partial_sum_bound
+from mtsnn.hw_model.synthetic import random_images, random_network
 
 ARCHS = {
     "conv-pad-pool-dense": ((2, 8, 8), (("conv", 4, 3, 1), ("pool", 2), ("dense", 12))),

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from export.lints import LayerLint, lint_warnings
-from export.validate import PathRun, compare_paths, first_divergence
+from mtsnn.export.lints import LayerLint, lint_warnings
+from mtsnn.export.validate import PathRun, compare_paths, first_divergence
 
 
 def _runs():

@@ -11,12 +11,12 @@ import jsonschema
 import numpy as np
 import pytest
 
-import hw_model.coredesc as coredesc
-from hw_model.coredesc import CoreFormatError, core_paths, network_to_document, read_core, write_core
-from hw_model.network import ConvLayer, DenseLayer, InputEncoder, IntegerNetwork, NeuronParams, PoolLayer
-from hw_model.mapper import map_network
-from hw_model.synthetic import random_network
-from hw_model.target import load_target
+import mtsnn.hw_model.coredesc as coredesc
+from mtsnn.hw_model.coredesc import CoreFormatError, core_paths, network_to_document, read_core, write_core
+from mtsnn.hw_model.network import ConvLayer, DenseLayer, InputEncoder, IntegerNetwork, NeuronParams, PoolLayer
+from mtsnn.hw_model.mapper import map_network
+from mtsnn.hw_model.synthetic import random_network
+from mtsnn.hw_model.target import load_target
 
 SCHEMA_PATH = Path(coredesc.__file__).parent / "schema" / "core-v1.schema.json"
 
@@ -143,7 +143,7 @@ def test_round_trip_with_placement(tmp_path, monkeypatch):
 
     Its inner layout belongs to hw_model.placement (tested there), so the checker is stubbed here.
     """
-    import hw_model.placement as placement_module
+    import mtsnn.hw_model.placement as placement_module
 
     seen = []
     monkeypatch.setattr(placement_module, "check_placement", lambda placement, network: seen.append((placement, network)))
@@ -155,7 +155,7 @@ def test_round_trip_with_placement(tmp_path, monkeypatch):
 
 
 def test_placement_rejected_by_its_checker_becomes_a_core_format_error(tmp_path, monkeypatch):
-    import hw_model.placement as placement_module
+    import mtsnn.hw_model.placement as placement_module
 
     def refuse(placement, network):
         raise ValueError("cores[0].id: expected 0, found 7")

@@ -10,9 +10,9 @@ import json
 import numpy as np
 import pytest
 
-from hw_model.coredesc import CoreFormatError, read_core, write_core
-from hw_model.cyclesim import core_synapses
-from hw_model.mapper import (
+from mtsnn.hw_model.coredesc import CoreFormatError, read_core, write_core
+from mtsnn.hw_model.cyclesim import core_synapses
+from mtsnn.hw_model.mapper import (
     DESIGN_RULES,
     DesignRuleError,
     acc_bits_fit_target,
@@ -25,9 +25,9 @@ from hw_model.mapper import (
     weight_bits_fit_target,
     xy_path,
 )
-from hw_model.placement import check_placement
-from hw_model.synthetic import random_network
-from hw_model.target import load_target
+from mtsnn.hw_model.placement import check_placement
+from mtsnn.hw_model.synthetic import random_network
+from mtsnn.hw_model.target import load_target
 
 LOIHI, TRUENORTH = load_target("loihi"), load_target("truenorth")
 SMALL_MESH = dict(n_cores=4096, mesh_x=4, mesh_y=1024)  # narrow mesh: routes go along both axes

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from hw_model.neuron import (
+from mtsnn.hw_model.neuron import (
     DELTA_MAX,
     LEAK_DENOMINATOR,
     accumulator_limit,
@@ -355,8 +355,8 @@ def test_hw_model_imports_and_runs_with_torch_blocked():
         import sys
         sys.modules["torch"] = None  # any 'import torch' now raises ImportError
         import numpy as np
-        import hw_model
-        from hw_model import neuron, network, synapse, reference, coredesc, synthetic
+        import mtsnn.hw_model as hw_model
+        from mtsnn.hw_model import neuron, network, synapse, reference, coredesc, synthetic
         rng = np.random.default_rng(0)
         net = synthetic.random_network(rng, layers=(("conv", 2, 3, 1), ("pool", 2), ("dense", 4)), n_classes=3)
         result = reference.run_reference(net, synthetic.random_images(rng, 3, (1, 8, 8)))

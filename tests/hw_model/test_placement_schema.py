@@ -15,12 +15,12 @@ import jsonschema
 import numpy as np
 import pytest
 
-import hw_model.coredesc as coredesc
-from hw_model.coredesc import write_core
-from hw_model.mapper import map_network
-from hw_model.placement import PLACEMENT_FORMAT, PLACEMENT_VERSION, ROUTE_KINDS, check_placement
-from hw_model.synthetic import random_network
-from hw_model.target import ENCODINGS, PRESET_DIR, load_target, parse_target
+import mtsnn.hw_model.coredesc as coredesc
+from mtsnn.hw_model.coredesc import write_core
+from mtsnn.hw_model.mapper import map_network
+from mtsnn.hw_model.placement import PLACEMENT_FORMAT, PLACEMENT_VERSION, ROUTE_KINDS, check_placement
+from mtsnn.hw_model.synthetic import random_network
+from mtsnn.hw_model.target import ENCODINGS, PRESET_DIR, load_target, parse_target
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from hw_model.cli import add_sim_arguments, run_sim, sim_main
-from hw_model.coredesc import read_core, write_core
-from hw_model.synthetic import random_network
+from mtsnn.hw_model.cli import add_sim_arguments, run_sim, sim_main
+from mtsnn.hw_model.coredesc import read_core, write_core
+from mtsnn.hw_model.synthetic import random_network
 
 
 def _core(tmp_path, seed=0, input_shape=(1, 8, 8), **kw):
@@ -67,7 +67,7 @@ def test_default_dataset_and_umbrella_reuse(tmp_path, capsys):
 
 
 def test_target_file_by_path(tmp_path, capsys):
-    from hw_model.target import PRESET_DIR
+    from mtsnn.hw_model.target import PRESET_DIR
 
     custom = tmp_path / "graded.toml"
     text = (PRESET_DIR / "loihi.toml").read_text().replace('encoding = "unary"', 'encoding = "graded"')

@@ -8,12 +8,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from hw_model.cyclesim import run_cycle_stepped
-from hw_model.mapper import map_network
-from hw_model.network import ConvLayer, DenseLayer, PoolLayer
-from hw_model.neuron import encode_pixels
-from hw_model.reference import run_reference
-from hw_model.simulator import (
+from mtsnn.hw_model.cyclesim import run_cycle_stepped
+from mtsnn.hw_model.mapper import map_network
+from mtsnn.hw_model.network import ConvLayer, DenseLayer, PoolLayer
+from mtsnn.hw_model.neuron import encode_pixels
+from mtsnn.hw_model.reference import run_reference
+from mtsnn.hw_model.simulator import (
     COUNT_KINDS,
     n_ticks,
     price_energy,
@@ -21,8 +21,8 @@ from hw_model.simulator import (
     simulate_batch,
     summarize,
 )
-from hw_model.synthetic import random_images, random_network
-from hw_model.target import event_cycles, load_target
+from mtsnn.hw_model.synthetic import random_images, random_network
+from mtsnn.hw_model.target import event_cycles, load_target
 
 MESH = dict(n_cores=4096, mesh_x=4, mesh_y=1024)  # narrow mesh: traffic along both axes
 PARTITIONINGS = {

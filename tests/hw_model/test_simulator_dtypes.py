@@ -8,11 +8,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from hw_model.mapper import map_network
-from hw_model.reference import run_reference
-from hw_model.simulator import _layer_plans, simulate_batch
-from hw_model.synthetic import random_images, random_network
-from hw_model.target import event_cycles, load_target
+from mtsnn.hw_model.mapper import map_network
+from mtsnn.hw_model.reference import run_reference
+from mtsnn.hw_model.simulator import _layer_plans, simulate_batch
+from mtsnn.hw_model.synthetic import random_images, random_network
+from mtsnn.hw_model.target import event_cycles, load_target
 
 
 @pytest.mark.parametrize("acc_bits,dtype", [(20, np.int32), (24, np.int64)])
@@ -42,10 +42,10 @@ def test_parallel_batches_give_exactly_the_single_worker_result():
     per-core count and per-sample figure is identical to the one-worker run."""
     import numpy as np
 
-    from hw_model.mapper import map_network
-    from hw_model.simulator import simulate
-    from hw_model.synthetic import random_images, random_network
-    from hw_model.target import load_target
+    from mtsnn.hw_model.mapper import map_network
+    from mtsnn.hw_model.simulator import simulate
+    from mtsnn.hw_model.synthetic import random_images, random_network
+    from mtsnn.hw_model.target import load_target
 
     rng = np.random.default_rng(7)
     net = random_network(rng, (1, 8, 8), (("conv", 4, 3, 1), ("pool", 2), ("dense", 12)), 5)

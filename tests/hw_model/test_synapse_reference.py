@@ -13,17 +13,17 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-import hw_model.synapse as synapse
-from hw_model.network import ConvLayer, DenseLayer, InputEncoder, IntegerNetwork, NeuronParams, PoolLayer
-from hw_model.reference import run_reference
-from hw_model.synapse import (
+import mtsnn.hw_model.synapse as synapse
+from mtsnn.hw_model.network import ConvLayer, DenseLayer, InputEncoder, IntegerNetwork, NeuronParams, PoolLayer
+from mtsnn.hw_model.reference import run_reference
+from mtsnn.hw_model.synapse import (
     FLOAT32_EXACT_LIMIT,
     FLOAT64_EXACT_LIMIT,
     exact_gemm_dtype,
     partial_sum_bound,
     synaptic_input,
 )
-from hw_model.synthetic import random_images, random_network
+from mtsnn.hw_model.synthetic import random_images, random_network
 
 NEURON = NeuronParams(theta_int=100, delta=410, smax=15, acc_bits=32)
 
@@ -373,7 +373,7 @@ def test_naive_nets_exercise_saturation_and_smax():
 def test_naive_comparison_would_catch_a_floor_leak(monkeypatch):
     """Guard against a vacuous differential: rounding the leak down instead of toward zero changes
     the spikes or logits of the 3-bit network, so the comparison above would see it."""
-    import hw_model.reference as reference
+    import mtsnn.hw_model.reference as reference
 
     net, rng = network_by_name("conv-conv-dense-3bit")
     images = random_images(rng, 6, net.encoder.shape)

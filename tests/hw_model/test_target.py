@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from hw_model.target import PRESET_DIR, PRESETS, Target, TargetError, event_cycles, load_target
+from mtsnn.hw_model.target import PRESET_DIR, PRESETS, Target, TargetError, event_cycles, load_target
 
 LOIHI_TEXT = (PRESET_DIR / "loihi.toml").read_text(encoding="utf-8")
 

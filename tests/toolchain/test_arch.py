@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from toolchain.arch import ArchError, ConvSpec, DenseSpec, PoolSpec, format_arch, layer_shapes, parse_arch
+from mtsnn.toolchain.arch import ArchError, ConvSpec, DenseSpec, PoolSpec, format_arch, layer_shapes, parse_arch
 
 LENET = "15C5-P2-40C5-P2-300"
 MID = "32C5-P2-64C5-P2-1024"

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from toolchain.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
-from toolchain.cli import main, train_main
-from toolchain.datasets import Dataset, Split, load_dataset
-from toolchain.model import MTSNN, ModelConfig
-from toolchain.train import TrainSettings, train_model
+from mtsnn.toolchain.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
+from mtsnn.toolchain.cli import main, train_main
+from mtsnn.toolchain.datasets import Dataset, Split, load_dataset
+from mtsnn.toolchain.model import MTSNN, ModelConfig
+from mtsnn.toolchain.train import TrainSettings, train_model
 
 torch.set_num_threads(1)
 
@@ -393,7 +393,7 @@ class _Stop(Exception):
 
 @pytest.mark.parametrize("option", [["--epochs", "0"], ["--acc-bits", "0"]])
 def test_cli_explicit_zero_not_replaced_by_default(tmp_path, capsys, monkeypatch, option):
-    import toolchain.train
+    import mtsnn.toolchain.train
 
     seen = []
 
@@ -401,7 +401,7 @@ def test_cli_explicit_zero_not_replaced_by_default(tmp_path, capsys, monkeypatch
         seen.append((settings.epochs, config.acc_bits))
         raise _Stop
 
-    monkeypatch.setattr(toolchain.train, "train_model", fake_train_model)
+    monkeypatch.setattr(mtsnn.toolchain.train, "train_model", fake_train_model)
     try:
         code = main(["train", "--no-progress", "-o", str(tmp_path / "x.pt"), "--arch", SMALL_ARCH, *option])
     except _Stop:
@@ -430,8 +430,8 @@ def test_train_main_errors(tmp_path, capsys):
 
 def test_init_starts_from_another_checkpoints_weights(tmp_path, capsys):
     """--init loads a float baseline's weights for QAT fine-tuning; an architecture mismatch is one line."""
-    from toolchain.checkpoint import load_checkpoint
-    from toolchain.cli import main
+    from mtsnn.toolchain.checkpoint import load_checkpoint
+    from mtsnn.toolchain.cli import main
 
     float_path, qat_path = tmp_path / "float.pt", tmp_path / "qat.pt"
     arch = ["--arch", "8C3p1-P2-32", "--no-progress", "--batch-size", "64"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolchain.datasets import Dataset, DatasetError, Split, load_dataset
+from mtsnn.toolchain.datasets import Dataset, DatasetError, Split, load_dataset
 
 MNIST_SUBSET = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist-subset"
 

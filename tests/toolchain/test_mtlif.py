@@ -15,12 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from export.integer import to_integer_network
-from hw_model import neuron as chip
-from hw_model.reference import run_reference
-from toolchain.model import MTSNN, ModelConfig
-from toolchain.neuron import NeuronConfig, SurrogateConfig, mtlif_multistep, readout_multistep
-from toolchain.surrogate import surrogate_derivative
+from mtsnn.export.integer import to_integer_network
+from mtsnn.hw_model import neuron as chip
+from mtsnn.hw_model.reference import run_reference
+from mtsnn.toolchain.model import MTSNN, ModelConfig
+from mtsnn.toolchain.neuron import NeuronConfig, SurrogateConfig, mtlif_multistep, readout_multistep
+from mtsnn.toolchain.surrogate import surrogate_derivative
 
 torch.set_num_threads(1)
 

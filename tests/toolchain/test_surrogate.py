@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from toolchain.model import MTSNN, ModelConfig
-from toolchain.neuron import NeuronConfig, SurrogateConfig, mtlif_multistep
-from toolchain.surrogate import SURROGATE_CURVES, surrogate_derivative
+from mtsnn.toolchain.model import MTSNN, ModelConfig
+from mtsnn.toolchain.neuron import NeuronConfig, SurrogateConfig, mtlif_multistep
+from mtsnn.toolchain.surrogate import SURROGATE_CURVES, surrogate_derivative
 
 PARAMS = [(1.0, 20.0), (0.5, 5.0), (2.0, 100.0), (1.0, 1.0)]
 SMAXES = [1, 4, 15, 31]

@@ -1,0 +1,3 @@
+"""mtsnn: a hardware-oriented deployment toolchain for multi-threshold spiking neural networks."""
+
+__version__ = "0.2.0"

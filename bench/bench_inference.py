@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST_SUBSET = REPO.parent / "shared" / "data" / "mnist-subset"
 
 
 def _load_model(path: str | None):
@@ -38,10 +37,11 @@ def _load_model(path: str | None):
     return model.eval()
 
 
-def _images(model, n: int) -> np.ndarray:
-    """n test images for the model: mnist-subset or digits (repeated up to n), else random."""
+def _images(model, n: int, dataset: str | None = None) -> np.ndarray:
+    """n test images for the model from ``dataset`` (digits for 8x8 models), repeated up to n;
+    random images when no data set fits."""
     shape = tuple(model.config.input_shape)
-    spec = f"mnist:{MNIST_SUBSET}" if shape == (1, 28, 28) and MNIST_SUBSET.is_dir() else "digits" if shape == (1, 8, 8) else None
+    spec = dataset or ("digits" if shape == (1, 8, 8) else None)
     if spec is None:
         return np.random.default_rng(0).integers(0, 256, (n,) + shape, dtype=np.uint8)
     from mtsnn.toolchain.datasets import load_dataset
@@ -83,6 +83,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="checkpoint (default: the paper's MNIST CNN, initial weights)")
     parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--dataset", default=None, help="test images from this data set, e.g. mnist:DIR (default: "
+                        "digits for 8x8 models, else random images)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=250)
     parser.add_argument("--threads", type=int, default=2)
@@ -90,7 +92,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = _load_model(args.model)
-    images = _images(model, args.images)
+    images = _images(model, args.images, args.dataset)
     contenders = _contenders(model, images, args.batch)
     predictions = {name: fn() for name, fn in contenders.items()}  # warm-up, and the answers must agree
     agree = all(np.array_equal(predictions["numpy_reference"], p) for p in predictions.values())

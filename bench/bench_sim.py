@@ -35,7 +35,7 @@ def _network(model_path: str | None):
     return model, to_integer_network(model)
 
 
-def _memory_child(model_path: str | None, target: str, n: int, simulate: bool) -> int:
+def _memory_child(model_path: str | None, target: str, n: int, simulate: bool, dataset: str | None) -> int:
     """Peak RSS (bytes) of a child that loads the model, the images and the mapping, and
     simulates ``n`` images when ``simulate`` (the difference isolates the simulation)."""
     code = f"""
@@ -47,7 +47,7 @@ from mtsnn.hw_model.mapper import map_network
 from mtsnn.hw_model.simulator import simulate
 from mtsnn.hw_model.target import load_target
 model, net = _network({model_path!r})
-images = _images(model, {n})
+images = _images(model, {n}, {dataset!r})
 mapping = map_network(net, load_target({target!r}))
 if {simulate!r}:
     result = simulate(mapping, images)
@@ -71,6 +71,8 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default=None)
     parser.add_argument("--target", default="loihi")
     parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--dataset", default=None, help="test images from this data set, e.g. mnist:DIR (default: "
+                        "digits for 8x8 models, else random images)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory-images", type=int, default=10000, help="0 skips the memory measurement")
     parser.add_argument("--threads", type=int, default=2)
@@ -79,7 +81,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
 
     model, net = _network(args.model)
-    images = _images(model, args.images)
+    images = _images(model, args.images, args.dataset)
     mapping = map_network(net, load_target(args.target))
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
@@ -109,8 +111,8 @@ def main(argv=None) -> int:
     result = {"arch": model.config.arch, "target": args.target, "cores": mapping.n_cores, "images": args.images,
               "seconds_per_1000": per_1000, "ratio_simulator_vs_onnxruntime": ratio, "logits_agree": agree}
     if args.memory_images:
-        base = _memory_child(args.model, args.target, args.memory_images, simulate=False)
-        peak = _memory_child(args.model, args.target, args.memory_images, simulate=True)
+        base = _memory_child(args.model, args.target, args.memory_images, False, args.dataset)
+        peak = _memory_child(args.model, args.target, args.memory_images, True, args.dataset)
         print(f"peak RSS simulating {args.memory_images} images: {peak / 2**20:.0f} MiB "
               f"(setup alone: {base / 2**20:.0f} MiB; goal: < 2048 MiB)")
         result.update(memory_images=args.memory_images, peak_rss_bytes=peak, setup_rss_bytes=base)

@@ -16,8 +16,8 @@ echo "== 2/4 export (ONNX + core description + 16 golden vectors) =="
 mtsnn-export "$OUT/model.pt" --bits 8 -o "$OUT" --golden 16
 
 echo "== 3/4 simulate on the Loihi-like and TrueNorth-like targets =="
-mtsnn-sim "$OUT/model.core.json" --target loihi --json "$OUT/sim_loihi.json" --plots "$OUT/plots_loihi"
-mtsnn-sim "$OUT/model.core.json" --target truenorth --json "$OUT/sim_truenorth.json" --plots "$OUT/plots_truenorth"
+mtsnn-sim "$OUT" --target loihi --json "$OUT/sim_loihi.json" --plots "$OUT/plots_loihi"
+mtsnn-sim "$OUT" --target truenorth --json "$OUT/sim_truenorth.json" --plots "$OUT/plots_truenorth"
 
 echo "== 4/4 validate: QAT forward, numpy reference, onnxruntime and simulator, bit for bit =="
 mtsnn-validate "$OUT/model.pt" "$OUT"

@@ -74,7 +74,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from mtsnn.hw_model.coredesc import atomic_write_bytes
+from mtsnn.hw_model.fileio import atomic_write_bytes
 from mtsnn.hw_model.network import ConvLayer, DenseLayer, IntegerNetwork, PoolLayer
 from mtsnn.hw_model.neuron import LEAK_DENOMINATOR, accumulator_limit
 from mtsnn.hw_model.synapse import exact_gemm_dtype, partial_sum_bound
@@ -372,6 +372,9 @@ def _metadata(net: IntegerNetwork, dtypes: dict, stack_steps: bool) -> dict[str,
         "spiking_layers": json.dumps(spiking),  # name -> per-sample output shape, in layer order
         "synapse_dtypes": json.dumps({name: dtype.name for name, dtype in dtypes.items()}),
         "stack_steps": str(int(stack_steps)),
+        # which export (and which checkpoint) this file belongs to; empty for a bare build_onnx
+        "export_id": str(net.provenance.get("export_id", "")),
+        "checkpoint_sha256": str(net.provenance.get("checkpoint_sha256", "")),
     }
 
 
@@ -401,7 +404,7 @@ def build_onnx(net: IntegerNetwork, *, spike_outputs: bool = False, stack_steps:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               ir_version=IR_VERSION, producer_name="mtsnn")
-    model.doc_string = "mtsnn MT-SNN: the integer logits of DESIGN.md section 2"
+    model.doc_string = "mtsnn MT-SNN: the integer logits of docs/semantics.md"
     helper.set_model_props(model, _metadata(net, dtypes, stack_steps))
     return add_spike_outputs(model) if spike_outputs else model
 

@@ -11,11 +11,12 @@ in it the lowest sample, time step and neuron index.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-__all__ = ["PathRun", "Divergence", "ValidationReport", "compare_paths", "first_divergence"]
+__all__ = ["PathRun", "Divergence", "ValidationReport", "compare_paths", "first_divergence", "validate_export"]
 
 
 @dataclass
@@ -52,7 +53,9 @@ class ValidationReport:
     mismatched_samples: np.ndarray  # (N,) bool: any path differs anywhere for this sample
     accuracy: dict
     divergences: list = field(default_factory=list)  # the first divergence of each differing path
-    notes: list = field(default_factory=list)  # e.g. a path that could not run, and why
+    notes: list = field(default_factory=list)  # e.g. fewer samples than asked for
+    export_id: str | None = None  # the export that was validated
+    dataset: str | None = None  # the data set spec the samples came from
 
     @property
     def mismatches(self) -> int:
@@ -66,7 +69,8 @@ class ValidationReport:
         return {"bit_exact": self.bit_exact, "samples": self.samples, "mismatches": self.mismatches,
                 "paths": self.paths, "accuracy": self.accuracy,
                 "first_divergence": self.divergences[0].to_dict() if self.divergences else None,
-                "divergences": [d.to_dict() for d in self.divergences], "notes": self.notes}
+                "divergences": [d.to_dict() for d in self.divergences], "notes": self.notes,
+                "export_id": self.export_id, "dataset": self.dataset}
 
 
 def _first_difference(reference: np.ndarray, other: np.ndarray, sample_axis: int):
@@ -133,3 +137,127 @@ def run_batched(function: Callable, images: np.ndarray, batch_size: int) -> tupl
         for name, value in batch_spikes.items():
             spikes.setdefault(name, []).append(np.asarray(value))
     return np.concatenate(logits), {name: np.concatenate(parts, axis=1) for name, parts in spikes.items()}
+
+
+# ----------------------------------------------------------------------------- the whole check
+
+
+def _qat_run(model, images: np.ndarray, batch_size: int = 500) -> PathRun:
+    """The QAT model's integer-exact forward, as numpy (logits int64, spikes uint8)."""
+    import torch
+
+    def one_batch(batch):
+        with torch.no_grad():
+            run = model.integer_forward(torch.tensor(batch))
+        return run.logits.numpy().astype(np.int64), {k: v.numpy().astype(np.uint8) for k, v in run.spikes.items()}
+
+    logits, spikes = run_batched(one_batch, images, batch_size)
+    return PathRun("qat", logits, spikes)
+
+
+def _simulator_run(network, target_spec: str, images: np.ndarray, batch_size: int = 128) -> PathRun:
+    """The simulator as the fourth path. A network that does not map onto the target cannot be
+    checked there: ``CheckUnavailable`` (exit 3), never a silently skipped path."""
+    from mtsnn.hw_model.errors import CheckUnavailable
+    from mtsnn.hw_model.mapper import DesignRuleError, map_network
+    from mtsnn.hw_model.simulator import simulate_batch
+    from mtsnn.hw_model.target import load_target
+
+    target = load_target(target_spec)
+    try:
+        mapping = map_network(network, target)
+    except DesignRuleError as exc:
+        raise CheckUnavailable(f"simulator path: the network does not map onto target {target.name}: {exc} "
+                               "(choose another --target, or --no-sim to skip this path)") from None
+
+    def one_batch(batch):
+        activity = simulate_batch(mapping, batch, record_spikes=True)
+        return activity.logits, activity.spikes
+
+    logits, spikes = run_batched(one_batch, images, batch_size)
+    return PathRun(f"simulator[{target.name}]", logits, spikes)
+
+
+def _check_same_network(model, network, checkpoint: Path, core_path: Path) -> None:
+    """The checkpoint and the core description describe the same layers (names, shapes, classes)."""
+    from .errors import ExportError
+
+    config = model.config
+    names = [layer.name for layer in network.layers]
+    checks = [
+        ("input shape", tuple(config.input_shape), tuple(network.encoder.shape)),
+        ("classes", config.n_classes, network.n_classes),
+        ("time steps", config.timesteps, network.timesteps),
+        ("layer names", list(model.layer_names), names),
+    ]
+    for what, expected, found in checks:
+        if expected != found:
+            raise ExportError(f"{core_path}: {what}: expected {expected} (from {checkpoint.name}), found {found}")
+
+
+def validate_export(checkpoint, folder, *, dataset: str | None = None, samples: int | None = None,
+                    target: str = "loihi", simulate: bool = True,
+                    progress: Callable[[str], None] | None = None) -> ValidationReport:
+    """Check that the QAT forward of ``checkpoint``, the integer reference and onnxruntime on the
+    export in ``folder``, and (``simulate``) the simulator on ``target`` agree bit for bit.
+
+    Before comparing anything it proves the pair belongs together: the export's manifest must
+    record this checkpoint's SHA-256 and every exported file must match its recorded digest
+    (``ExportError``, exit 2 otherwise); the checkpoint and the core description must describe
+    the same layers. A requested path that cannot run raises ``CheckUnavailable`` (exit 3).
+    ``report.bit_exact`` is the verdict; ``report.notes`` holds anything the caller should print.
+    """
+    from mtsnn.hw_model.coredesc import read_core
+    from mtsnn.hw_model.reference import run_reference
+    from mtsnn.toolchain.checkpoint import model_from_payload, read_checkpoint
+    from mtsnn.toolchain.datasets import dataset_name, first_samples, load_matching_dataset
+    from .artifacts import find_export
+    from .errors import ExportError
+    from .onnx_model import load_onnx, run_onnx
+
+    say = progress or (lambda text: None)
+    ckpt = read_checkpoint(checkpoint)
+    manifest = find_export(folder, stem=ckpt.path.stem, checkpoint_sha256=ckpt.sha256)
+    if manifest.checkpoint_sha256 != ckpt.sha256:
+        raise ExportError(f"{ckpt.path}: checkpoint_sha256: expected {manifest.checkpoint_sha256[:16]}... (the checkpoint "
+                          f"export {manifest.path} was made from), found {ckpt.sha256[:16]}...: this checkpoint and "
+                          "this export do not belong together")
+    paths = manifest.paths
+    core = read_core(paths.core_json)
+    recorded = {key: core.network.provenance.get(key) for key in ("export_id", "checkpoint_sha256")}
+    if recorded != {"export_id": manifest.export_id, "checkpoint_sha256": manifest.checkpoint_sha256}:
+        raise ExportError(f"{paths.core_json}: provenance.export_id: expected {manifest.export_id} (from "
+                          f"{manifest.path.name}), found {recorded['export_id']!r}")
+    onnx_id = {p.key: p.value for p in load_onnx(paths.onnx).metadata_props}.get("export_id")
+    if onnx_id != manifest.export_id:
+        raise ExportError(f"{paths.onnx}: metadata export_id: expected {manifest.export_id}, found {onnx_id!r}")
+    bits = core.network.provenance.get("export_bits")
+    model = model_from_payload(ckpt.path, ckpt.payload, bits=bits if isinstance(bits, int) else None)
+    _check_same_network(model, core.network, ckpt.path, paths.core_json)
+    spec = dataset_name(dataset or manifest.dataset or ckpt.training.get("dataset"))
+    data = load_matching_dataset(spec, core.network.encoder.shape, core.network.n_classes, str(paths.core_json))
+    images, labels, note = first_samples(data.test, samples)
+    images, labels = np.ascontiguousarray(images), np.asarray(labels)
+
+    say(f"validating {len(labels)} {spec} test samples: qat, reference, onnxruntime"
+        + (f", simulator ({target})" if simulate else ""))
+    others = []
+    if simulate:  # first: a target the network cannot map onto fails before the long work
+        sim = _simulator_run(core.network, target, images)
+        say("  simulator done")
+    ref = run_reference(core.network, images)
+    reference = PathRun("reference", ref.logits, ref.spikes)
+    say("  reference done")
+    others.append(_qat_run(model, images))
+    say("  qat done")
+    onnx_logits, onnx_spikes = run_onnx(paths.onnx, images, spikes=True)
+    others.append(PathRun("onnxruntime", onnx_logits, onnx_spikes))
+    say("  onnxruntime done")
+    if simulate:
+        others.append(sim)
+    layer_order = [layer.name for layer in core.network.layers if not layer.readout]
+    report = compare_paths(reference, others, labels, layer_order)
+    report.notes = [note] if note else []
+    report.export_id = manifest.export_id
+    report.dataset = spec
+    return report

@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .errors import InputError
+from .fileio import atomic_write_bytes, sha256_bytes
 from .network import (
     ConvLayer,
     DenseLayer,
@@ -59,7 +60,7 @@ MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-class CoreFormatError(ValueError):
+class CoreFormatError(InputError):
     """A core description file is malformed; the message names file, field, expected, found."""
 
 
@@ -83,30 +84,6 @@ def core_paths(path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 # ----------------------------------------------------------------------------- writing
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _storage_dtype(values: np.ndarray) -> np.dtype:

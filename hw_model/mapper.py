@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import InputError
 from .network import ConvLayer, DenseLayer, IntegerNetwork, PoolLayer
 from .placement import PLACEMENT_FORMAT, PLACEMENT_VERSION, check_placement, xy_path
 from .target import Target
@@ -63,7 +64,7 @@ __all__ = [
 ]
 
 
-class DesignRuleError(ValueError):
+class DesignRuleError(InputError):
     """The network does not fit the target; the message names the layer, the limit, the value."""
 
 

@@ -23,6 +23,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from .errors import InputError
 from .neuron import DELTA_MAX
 
 __all__ = [
@@ -48,7 +49,7 @@ ACC_BITS_RANGE = (8, 32)
 MAX_TIMESTEPS = 64
 
 
-class NetworkError(ValueError):
+class NetworkError(InputError):
     """An integer network record is inconsistent or out of range."""
 
 
@@ -103,7 +104,7 @@ def conv_output_hw(h: int, w: int, kernel: int, stride: int, padding: int) -> tu
 
 @dataclass(frozen=True)
 class NeuronParams:
-    """MT-LIF parameters of one layer's neurons, all integers (DESIGN section 2)."""
+    """MT-LIF parameters of one layer's neurons, all integers (docs/semantics.md)."""
 
     theta_int: int  # threshold in membrane units (> 0); float threshold = theta_int * 2**-f
     delta: int  # 12-bit leak: V <- trunc(V * (4096 - delta) / 4096); 0 = pure integrator

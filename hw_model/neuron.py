@@ -5,7 +5,7 @@ int64 arrays, and training's exact forward on torch float64 tensors holding inte
 below 2**53, far above any membrane this contract allows). They use only operations that numpy
 and torch share, through ``array_api_compat``; this module never imports torch.
 
-Discrete-time equations, per neuron and time step t = 1..T (DESIGN.md section 2)::
+Discrete-time equations, per neuron and time step t = 1..T (docs/semantics.md)::
 
     I[t] = sum(W_int * x[t]) + b_int                       synaptic input (hw_model.synapse)
     U[t] = leak(V[t-1]) + I[t]                             leak(V) = trunc(V * (4096 - delta) / 4096)

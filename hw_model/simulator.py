@@ -3,7 +3,7 @@
 **Schedule.** One network time step t is one tick of a layer. Layers are pipelined as on the
 chips (each layer adds one tick of synaptic delay): layer l processes step t during tick
 ``t + l``, so a sample takes ``T + L - 1`` ticks (L layers). Within a tick every active core
-works in parallel. The arithmetic is the integer contract of DESIGN.md section 2, unchanged:
+works in parallel. The arithmetic is the integer contract of docs/semantics.md, unchanged:
 each core computes the synaptic input of *its* neurons from *its* slice of the weights (neuron
 slice x fan-in group), partial sums of the fan-in groups are added at the soma core together
 with the bias, and ``hw_model.neuron.mtlif_step`` / ``readout_step`` run the neurons. Spike

@@ -3,7 +3,7 @@
 Presets live in ``hw_model/targets/`` (``loihi.toml``, ``truenorth.toml``); any other TOML file
 with the same layout can be passed by path. Every number in a preset carries its source in a
 comment (short keys resolved in the file's ``[sources]`` table, all taken from
-``shared/hw_facts.md``); every number that is not a sourced figure is listed, with the reason,
+``docs/hardware_sources.md``); every number that is not a sourced figure is listed, with the reason,
 in the file's ``[assumptions]`` table, which the loader checks and the reports repeat.
 
 Layout (all units SI: seconds, joules, watts, bits)::
@@ -42,6 +42,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -65,7 +67,7 @@ PRESET_DIR = Path(__file__).resolve().parent / "targets"
 PRESETS = ("loihi", "truenorth")
 
 
-class TargetError(ValueError):
+class TargetError(InputError):
     """A target file is missing, malformed or out of range (one line: file, key, expected, found)."""
 
 

@@ -17,10 +17,12 @@ import re
 from dataclasses import dataclass
 from typing import Union
 
+from mtsnn.hw_model.errors import InputError
+
 __all__ = ["ArchError", "ConvSpec", "PoolSpec", "DenseSpec", "parse_arch", "layer_shapes", "format_arch"]
 
 
-class ArchError(ValueError):
+class ArchError(InputError):
     """A malformed or impossible architecture string; the message names the token and position."""
 
 

@@ -50,10 +50,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["DatasetError", "Split", "Dataset", "load_dataset"]
+from mtsnn.hw_model.errors import InputError
+
+__all__ = ["DatasetError", "Split", "Dataset", "load_dataset", "dataset_name", "load_matching_dataset",
+           "first_samples"]
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A data set could not be loaded; the message is one line, meant for the user."""
 
 
@@ -159,6 +162,36 @@ def load_dataset(spec: str | None) -> Dataset:
             return _load_cifar10(path)
         return _load_idx_dataset(name, path)
     raise DatasetError(f"unknown dataset {spec!r}: expected {_ACCEPTED_FORMS}")
+
+
+def dataset_name(spec: str | None) -> str:
+    """The spec as recorded in checkpoints and exports: ``"digits"`` for the default."""
+    return "digits" if spec in (None, "", "digits") else spec
+
+
+def load_matching_dataset(spec: str | None, input_shape: tuple, n_classes: int, origin: str) -> Dataset:
+    """``load_dataset(spec)``, checked to fit a network of ``input_shape`` and ``n_classes``."""
+    dataset = load_dataset(None if spec in (None, "", "digits") else spec)
+    if tuple(dataset.input_shape) != tuple(input_shape) or dataset.n_classes != n_classes:
+        raise DatasetError(
+            f"{origin}: dataset: expected inputs {tuple(input_shape)} and {n_classes} classes (the network's), "
+            f"found {dataset_name(spec)} with {tuple(dataset.input_shape)} and {dataset.n_classes}"
+        )
+    return dataset
+
+
+def first_samples(split: Split, samples: int | None) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """The first ``samples`` images and labels of ``split`` (all when None), and a note when
+    fewer exist than were asked for (the caller prints it: never a silent shortfall)."""
+    if samples is None:
+        return split.images, split.labels, None
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise DatasetError(f"--samples: expected an integer >= 1, found {samples!r}")
+    available = len(split)
+    note = None
+    if samples > available:
+        note = f"--samples {samples} > the {available} test samples available: using all {available}"
+    return split.images[:samples], split.labels[:samples], note
 
 
 def _existing_directory(name: str, directory: str) -> Path:

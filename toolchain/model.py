@@ -5,7 +5,7 @@ per layer (``Int8WeightPerTensorFixedPoint`` at ``bits`` bits, narrow range: W =
 |W_int| <= 2**(bits-1) - 1). The float threshold ``theta`` (default 1.0) becomes
 theta_int = round(theta * 2**f), exact for theta = 1; biases are rounded (straight-through) to the
 same grid. Membranes are integers in units of 2**-f, so what the forward pass computes is the
-chip's integer arithmetic (DESIGN.md section 2), layer by layer:
+chip's integer arithmetic (docs/semantics.md), layer by layer:
 
     counts  = (p * Smax + 127) // 255                      encoder, the same at every step
     I_t     = (conv(x_t, W) + b) * 2**f                    integer-valued (exact, see below)
@@ -36,15 +36,20 @@ from brevitas.nn import QuantConv2d, QuantLinear
 from brevitas.quant import Int8WeightPerTensorFixedPoint
 from torch import nn
 
+from mtsnn.hw_model.errors import InputError
 from mtsnn.hw_model.neuron import accumulator_limit, delta_from_tau, encode_pixels
 from mtsnn.hw_model.synapse import FLOAT32_EXACT_LIMIT
 from .arch import ConvSpec, DenseSpec, PoolSpec, layer_shapes
 from .neuron import NeuronConfig, SurrogateConfig, mtlif_multistep, readout_multistep
 
-__all__ = ["ConfigError", "ModelConfig", "MTSNN", "IntegerRun", "QuantizedSynapse", "QuantizedWeights"]
+__all__ = ["ConfigError", "ModelConfig", "MTSNN", "layer_names_and_kinds", "expected_state_shapes", "IntegerRun", "QuantizedSynapse", "QuantizedWeights"]
 
 
-class ConfigError(ValueError):
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class ConfigError(InputError):
     """An out-of-range model or training setting (one line: the setting, expected, found)."""
 
 
@@ -65,9 +70,30 @@ class ModelConfig:
     bias: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
         if isinstance(self.surrogate, dict):
-            object.__setattr__(self, "surrogate", SurrogateConfig(**self.surrogate))
+            try:
+                object.__setattr__(self, "surrogate", SurrogateConfig(**self.surrogate))
+            except TypeError as exc:
+                raise ConfigError(f"surrogate: expected {{curve, a, b}}, found {self.surrogate!r} ({exc})") from None
+        if not isinstance(self.surrogate, SurrogateConfig):
+            raise ConfigError(f"surrogate: expected {{curve, a, b}}, found {self.surrogate!r}")
+        if not isinstance(self.arch, str):
+            raise ConfigError(f"arch: expected an architecture string, found {self.arch!r}")
+        shape = self.input_shape
+        if not (isinstance(shape, (tuple, list)) and len(shape) == 3 and all(_is_int(d) and 1 <= d <= 4096 for d in shape)):
+            raise ConfigError(f"input_shape: expected (C, H, W) of integers 1..4096, found {shape!r}")
+        object.__setattr__(self, "input_shape", tuple(int(d) for d in shape))
+        for name in ("n_classes", "timesteps", "smax", "bits", "acc_bits"):
+            if not _is_int(getattr(self, name)):
+                raise ConfigError(f"{name}: expected an integer, found {getattr(self, name)!r}")
+        for name in ("tau", "theta", "surrogate.a", "surrogate.b"):
+            value = self.surrogate.a if name == "surrogate.a" else self.surrogate.b if name == "surrogate.b" \
+                else getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value) or (
+                    math.isinf(value) and name != "tau"):
+                raise ConfigError(f"{name}: expected a finite number, found {value!r}")
+        if not isinstance(self.bias, bool):
+            raise ConfigError(f"bias: expected true or false, found {self.bias!r}")
         checks = [
             (1 <= self.timesteps <= 64, "timesteps", "1..64", self.timesteps),
             (1 <= self.smax <= 31, "smax", "1..31", self.smax),
@@ -75,8 +101,11 @@ class ModelConfig:
             (8 <= self.acc_bits <= 32, "acc_bits", "8..32", self.acc_bits),
             (self.tau >= 1 or self.tau == 0, "tau", ">= 1 (or 0 / inf for no leak)", self.tau),
             (self.theta > 0, "theta", "> 0", self.theta),
-            (self.surrogate.curve in (1, 2, 3), "surrogate", "1, 2 or 3", self.surrogate.curve),
-            (self.n_classes >= 2, "n_classes", ">= 2", self.n_classes),
+            (_is_int(self.surrogate.curve) and self.surrogate.curve in (1, 2, 3), "surrogate", "1, 2 or 3",
+             self.surrogate.curve),
+            (self.surrogate.a > 0 and self.surrogate.b > 0, "surrogate a and b", "> 0",
+             (self.surrogate.a, self.surrogate.b)),
+            (2 <= self.n_classes <= 100_000, "n_classes", "2..100000", self.n_classes),
         ]
         for ok, name, expected, found in checks:
             if not ok:
@@ -169,23 +198,43 @@ class IntegerRun:
     spikes: dict  # layer name -> (T, B, *out_shape) float holding counts
 
 
+def layer_names_and_kinds(shapes) -> tuple[list[str], list[str]]:
+    """Layer names (conv1, pool1, dense1, ..., readout) and kinds for ``layer_shapes`` output."""
+    names, kinds, counts = [], [], {"conv": 0, "pool": 0, "dense": 0}
+    for index, (spec, _, _) in enumerate(shapes):
+        kind = "conv" if isinstance(spec, ConvSpec) else "pool" if isinstance(spec, PoolSpec) else "dense"
+        counts[kind] += 1
+        names.append(f"{kind}{counts[kind]}" if index < len(shapes) - 1 else "readout")
+        kinds.append(kind)
+    return names, kinds
+
+
+def expected_state_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The state dict an ``MTSNN(config)`` has, as {key: shape}, computed without building it
+    (a checkpoint's claims are checked against its real tensors before anything is allocated)."""
+    shapes = layer_shapes(config.arch, config.input_shape, config.n_classes)
+    names, kinds = layer_names_and_kinds(shapes)
+    expected = {}
+    for name, kind, (spec, in_shape, out_shape) in zip(names, kinds, shapes):
+        if kind == "conv":
+            expected[f"synapses.{name}.layer.weight"] = (spec.channels, in_shape[0], spec.kernel, spec.kernel)
+        elif kind == "dense":
+            expected[f"synapses.{name}.layer.weight"] = (out_shape[0], math.prod(in_shape))
+        if kind != "pool" and config.bias:
+            expected[f"synapses.{name}.layer.bias"] = (out_shape[0],)
+    return expected
+
+
 class MTSNN(nn.Module):
     """An MT-SNN built from an architecture string; forward(uint8 images) -> float logits."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.layer_names: list[str] = []
-        self.layer_kinds: list[str] = []
         self.shapes = layer_shapes(config.arch, config.input_shape, config.n_classes)
+        self.layer_names, self.layer_kinds = layer_names_and_kinds(self.shapes)
         self.synapses = nn.ModuleDict()
-        counts = {"conv": 0, "pool": 0, "dense": 0}
-        for index, (spec, in_shape, out_shape) in enumerate(self.shapes):
-            kind = "conv" if isinstance(spec, ConvSpec) else "pool" if isinstance(spec, PoolSpec) else "dense"
-            counts[kind] += 1
-            name = f"{kind}{counts[kind]}" if index < len(self.shapes) - 1 else "readout"
-            self.layer_names.append(name)
-            self.layer_kinds.append(kind)
+        for name, kind, (spec, in_shape, out_shape) in zip(self.layer_names, self.layer_kinds, self.shapes):
             if kind != "pool":
                 self.synapses[name] = QuantizedSynapse(spec, in_shape, out_shape, config)
 

@@ -8,7 +8,7 @@ thresholds, so we evaluate only the bump of the nearest threshold, k* = clip(rou
 with d = x - k*: one bump per element instead of Smax. What that leaves out is the neighbouring
 bumps' tails, largest midway between two thresholds (|d| = 1/2): at b = 20 they are 9e-4 a
 (curve 1), 6.7e-3 a (curve 2) and 0 (curve 3, whose bumps end at 2/sqrt(b) < 1/2). Our exact
-formulas (the paper's are left to the project by DESIGN.md):
+formulas (the paper leaves them to implementations; docs/semantics.md):
 
 - curve 1, sigmoid-derivative bumps:  g1(d) = a * b * sig(b d) * (1 - sig(b d))
   each bump integrates to a (the height of one step); its peak a*b/4 can exceed 1 (5 at b=20).

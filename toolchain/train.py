@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -13,7 +15,8 @@ from tqdm import tqdm
 
 from .model import MTSNN, ConfigError, ModelConfig
 
-__all__ = ["TrainSettings", "seed_everything", "train_model", "evaluate_model", "predict"]
+__all__ = ["TrainSettings", "EpochRecord", "TrainState", "TrainResult", "seed_everything", "train_model",
+           "evaluate_model", "predict"]
 
 
 @dataclass(frozen=True)
@@ -28,13 +31,26 @@ class TrainSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name, value in (("epochs", self.epochs), ("batch-size", self.batch_size), ("lr", self.lr)):
-            if not value > 0:
-                raise ConfigError(f"--{name}: expected a positive value, found {value}")
+        for name, value in (("epochs", self.epochs), ("batch-size", self.batch_size), ("seed", self.seed),
+                            ("augment", self.augment)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"--{name}: expected an integer, found {value!r}")
+        for name, value in (("epochs", self.epochs), ("batch-size", self.batch_size)):
+            if value < 1:
+                raise ConfigError(f"--{name}: expected an integer >= 1, found {value}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"--lr: expected a finite number > 0, found {self.lr!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"weight_decay: expected a finite number >= 0, found {self.weight_decay!r}")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"--seed: expected an integer 0..4294967295, found {self.seed}")
         if self.augment < 0:
             raise ConfigError(f"--augment: expected >= 0 pixels, found {self.augment}")
         if self.loss not in ("ce", "mse"):
             raise ConfigError(f"--loss: expected 'ce' or 'mse', found {self.loss!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def seed_everything(seed: int) -> None:
@@ -80,6 +96,52 @@ def evaluate_model(model: MTSNN, images: np.ndarray, labels: np.ndarray, batch_s
 
 
 @dataclass
+class EpochRecord:
+    """One finished epoch: what the epoch line prints and the history keeps."""
+
+    epoch: int
+    epochs: int
+    loss: float
+    train_accuracy: float
+    test_accuracy: float
+    epoch_seconds: float  # this epoch alone (training + test evaluation)
+    total_seconds: float  # since the run started, across resumes
+
+    def to_dict(self) -> dict:
+        return {"epoch": self.epoch, "loss": self.loss, "train_accuracy": self.train_accuracy,
+                "test_accuracy": self.test_accuracy, "epoch_seconds": self.epoch_seconds,
+                "seconds": self.total_seconds}
+
+
+@dataclass
+class TrainState:
+    """Everything beyond the weights that continuing a run bit for bit needs.
+
+    ``optimizer`` / ``scheduler`` are their ``state_dict()``s; ``generator`` the data-order and
+    augmentation generator's state; ``torch_rng`` the global CPU generator's. All tensors and
+    plain values, so a checkpoint holding them still loads with ``weights_only=True``.
+    """
+
+    epoch: int  # epochs completed
+    optimizer: dict
+    scheduler: dict
+    generator: torch.Tensor
+    torch_rng: torch.Tensor
+    seconds: float
+    history: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"epoch": self.epoch, "optimizer": self.optimizer, "scheduler": self.scheduler,
+                "generator": self.generator, "torch_rng": self.torch_rng, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, d: dict, history: list) -> "TrainState":
+        return cls(epoch=int(d["epoch"]), optimizer=d["optimizer"], scheduler=d["scheduler"],
+                   generator=d["generator"], torch_rng=d["torch_rng"], seconds=float(d["seconds"]),
+                   history=list(history))
+
+
+@dataclass
 class TrainResult:
     model: MTSNN
     test_accuracy: float
@@ -87,10 +149,22 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def train_model(config: ModelConfig, dataset, settings: TrainSettings, init_state: dict | None = None) -> TrainResult:
+def _scheduler(optimizer, settings: TrainSettings, steps_per_epoch: int):
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch, pct_start=0.15
+    )
+
+
+def train_model(config: ModelConfig, dataset, settings: TrainSettings, init_state: dict | None = None, *,
+                resume: TrainState | None = None, model_state: dict | None = None,
+                on_epoch: Callable[[MTSNN, TrainState, EpochRecord], None] | None = None) -> TrainResult:
     """Train on dataset.train, report dataset.test accuracy after every epoch (integer forward).
 
     ``init_state``: a state dict to start from (e.g. a float baseline's, for QAT fine-tuning).
+    ``resume`` + ``model_state``: continue a run from the end of epoch ``resume.epoch``; with the
+    same seed and thread count the result is bit-identical to a run that was never interrupted.
+    ``on_epoch(model, state, record)`` is called after every epoch (the caller saves a resumable
+    checkpoint and prints the epoch line).
     """
     seed_everything(settings.seed)
     # Gradients far below threshold underflow into float32 denormals (the surrogate's tails),
@@ -104,18 +178,24 @@ def train_model(config: ModelConfig, dataset, settings: TrainSettings, init_stat
     images = torch.tensor(np.array(dataset.train.images))
     labels = torch.tensor(np.array(dataset.train.labels))
     steps_per_epoch = (len(images) + settings.batch_size - 1) // settings.batch_size
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch, pct_start=0.15
-    )
+    scheduler = _scheduler(optimizer, settings, steps_per_epoch)
     generator = torch.Generator().manual_seed(settings.seed)
-    history = []
+    history, first_epoch, seconds_before = [], 1, 0.0
+    if resume is not None:
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(resume.optimizer)
+        scheduler.load_state_dict(resume.scheduler)
+        generator.set_state(resume.generator)
+        torch.set_rng_state(resume.torch_rng)
+        history, first_epoch, seconds_before = list(resume.history), resume.epoch + 1, resume.seconds
     started = time.perf_counter()
-    for epoch in range(1, settings.epochs + 1):
+    for epoch in range(first_epoch, settings.epochs + 1):
+        epoch_started = time.perf_counter()
         model.train()
         order = torch.randperm(len(images), generator=generator)
         total_loss, correct, seen = 0.0, 0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{settings.epochs}", unit="batch",
-                   disable=not settings.progress, leave=True, dynamic_ncols=True)
+                   disable=not settings.progress, leave=False, dynamic_ncols=True)
         for step in bar:
             index = order[step * settings.batch_size : (step + 1) * settings.batch_size]
             batch, target = random_shift(images[index], settings.augment, generator), labels[index]
@@ -129,11 +209,17 @@ def train_model(config: ModelConfig, dataset, settings: TrainSettings, init_stat
             correct += int((logits.argmax(dim=1) == target).sum())
             seen += len(index)
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
-        test_accuracy = evaluate_model(model, dataset.test.images, dataset.test.labels)
-        history.append({"epoch": epoch, "loss": total_loss / seen, "train_accuracy": correct / seen,
-                        "test_accuracy": test_accuracy, "seconds": time.perf_counter() - started})
         bar.close()
-        print(f"epoch {epoch}/{settings.epochs}: loss {total_loss / seen:.4f}  train acc {correct / seen:.4f}  "
-              f"test acc {test_accuracy:.4f}  ({time.perf_counter() - started:.1f} s)", flush=True)
+        test_accuracy = evaluate_model(model, dataset.test.images, dataset.test.labels)
+        now = time.perf_counter()
+        record = EpochRecord(epoch=epoch, epochs=settings.epochs, loss=total_loss / seen, train_accuracy=correct / seen,
+                             test_accuracy=test_accuracy, epoch_seconds=now - epoch_started,
+                             total_seconds=seconds_before + now - started)
+        history.append(record.to_dict())
+        if on_epoch is not None:
+            state = TrainState(epoch=epoch, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                               generator=generator.get_state(), torch_rng=torch.get_rng_state(),
+                               seconds=record.total_seconds, history=list(history))
+            on_epoch(model, state, record)
     return TrainResult(model=model, test_accuracy=history[-1]["test_accuracy"], history=history,
-                       seconds=time.perf_counter() - started)
+                       seconds=history[-1]["seconds"])

@@ -8,11 +8,21 @@ import numpy as np
 import onnx
 import pytest
 
-from mtsnn.export.cli import export_main, validate_main
+from mtsnn.cli import export_main, validate_main
 from mtsnn.hw_model.coredesc import read_core, write_core
 from mtsnn.hw_model.network import ConvLayer
 from mtsnn.toolchain.checkpoint import load_checkpoint
-from mtsnn.toolchain.cli import main as mtsnn_main
+from mtsnn.cli import main as mtsnn_main
+
+
+def _reseal(out):
+    """Rewrite the manifest's file digests to match the folder as it is now."""
+    from mtsnn.hw_model.fileio import sha256_file
+
+    manifest = out / "model.export.json"
+    document = json.loads(manifest.read_text())
+    document["files"] = {name: sha256_file(out / name) for name in document["files"]}
+    manifest.write_text(json.dumps(document))
 
 
 def _export(model, out, *extra):
@@ -86,6 +96,10 @@ def test_validate_names_the_first_divergence_and_exits_1(trained_model, tmp_path
                          n_classes=net.n_classes, provenance=net.provenance)
     write_core(out / "model.core.json", bad)  # the core description no longer matches model.pt / ONNX
     capsys.readouterr()
+    assert validate_main([str(trained_model), str(out), "--no-sim"]) == 2  # refused: changed after the export
+    err = capsys.readouterr().err.strip()
+    assert "model.core.json: sha256" in err and "modified after the export" in err and "\n" not in err
+    _reseal(out)  # what a buggy exporter would write: consistent digests, wrong integers
     assert validate_main([str(trained_model), str(out), "--no-sim"]) == 1
     text = capsys.readouterr().out
     assert "first divergence" in text and f"layer {first.name}" in text and "time step 0" in text
@@ -110,9 +124,9 @@ def test_validate_errors_are_one_line_exit_2(trained_model, tmp_path, capsys):
     empty.mkdir()
     assert validate_main([str(trained_model), str(empty)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("mtsnn-validate: error:") and "model.core.json: not found" in err and "\n" not in err
+    assert err.startswith("mtsnn-validate: error:") and "expected model.export.json" in err and "\n" not in err
     assert validate_main([str(trained_model), str(tmp_path / "nope")]) == 2
-    assert "not a folder" in capsys.readouterr().err
+    assert "expected the output folder of mtsnn-export, found nothing" in capsys.readouterr().err
 
 
 def test_a_non_checkpoint_is_refused_in_one_line(tmp_path, capsys):
@@ -144,8 +158,9 @@ def test_validate_includes_the_simulator_on_both_targets(trained_model, tmp_path
         assert f"simulator[{target}]" in report["paths"] and report["bit_exact"] and report["samples"] == 40
 
 
-def test_validate_says_when_the_simulator_cannot_map(trained_model, tmp_path, capsys):
-    """A target whose cores hold too few axons and no partial sums: the note says why, never silently."""
+def test_validate_fails_with_exit_3_when_the_requested_simulator_cannot_map(trained_model, tmp_path, capsys):
+    """A target whose cores hold too few axons and no partial sums: the simulator path the user
+    asked for cannot run, which is a failure of its own (exit 3), never a note with exit 0."""
     out = tmp_path / "nomap"
     assert _export(trained_model, out) == 0
     text = (Path(__file__).resolve().parents[2] / "hw_model" / "targets" / "truenorth.toml").read_text()
@@ -154,9 +169,10 @@ def test_validate_says_when_the_simulator_cannot_map(trained_model, tmp_path, ca
 
     small.write_text(re.sub(r"(?m)^axons\s*=\s*\d+", "axons = 16", text, count=1))
     capsys.readouterr()
-    assert validate_main([str(trained_model), str(out), "--samples", "10", "--target", str(small)]) == 0
-    text_out = capsys.readouterr().out
-    assert "note: simulator path not run" in text_out and "fan-in" in text_out
+    assert validate_main([str(trained_model), str(out), "--samples", "10", "--target", str(small)]) == 3
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("mtsnn-validate: error: simulator path") and "fan-in" in err and "\n" not in err
+    assert validate_main([str(trained_model), str(out), "--samples", "10", "--target", str(small), "--no-sim"]) == 0
 
 
 def test_float_baseline_trains_and_exports_with_post_training_quantization(tmp_path, capsys):

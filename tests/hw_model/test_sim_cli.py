@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from mtsnn.hw_model.cli import add_sim_arguments, run_sim, sim_main
+from mtsnn.cli import add_sim_arguments, run_sim, sim_main
 from mtsnn.hw_model.coredesc import read_core, write_core
 from mtsnn.hw_model.synthetic import random_network
 
@@ -119,7 +119,7 @@ def test_malformed_core_description(tmp_path, capsys):
 def test_dataset_that_does_not_match_the_network(tmp_path, capsys):
     core = _core(tmp_path, input_shape=(1, 6, 6))
     assert sim_main([str(core), "--target", "loihi", "--no-progress"]) == 2
-    assert "do not match the network's input (1, 6, 6)" in _error_line(capsys)
+    assert "dataset: expected inputs (1, 6, 6)" in _error_line(capsys)
     assert sim_main([str(core), "--target", "loihi", "--dataset", "mnist:" + str(tmp_path / "none"),
                      "--no-progress"]) == 2
     _error_line(capsys)

@@ -1,0 +1,406 @@
+"""The Python API: the verbs of the command line as functions returning typed records.
+
+    import mtsnn
+    run = mtsnn.train(epochs=5, out="runs/model.pt")           # QAT on the embedded digits
+    exp = mtsnn.export(run.checkpoint, bits=8, out="runs/")     # ONNX + core description
+    sim = mtsnn.simulate("runs/", target="loihi")               # SOPs, latency, energy
+    val = mtsnn.validate(run.checkpoint, "runs/")               # bit-exact across every path
+    assert val.bit_exact
+
+Every function raises an ``mtsnn.MtsnnError`` subclass (a ``ValueError``) with a one-line
+message for bad input; its ``exit_code`` is what the command line returns (docs/cli.md).
+Units: accuracies are fractions (0..1); times in seconds; energies in joules; images are
+uint8 arrays (N, C, H, W). The command line (``mtsnn.cli``) only parses, calls these and prints.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from mtsnn.hw_model.errors import InputError
+from mtsnn.hw_model.fileio import check_output_file
+
+__all__ = [
+    "DEFAULT_ARCH",
+    "TrainRun",
+    "Evaluation",
+    "TargetInfo",
+    "SimulationReport",
+    "train",
+    "resume",
+    "evaluate",
+    "export",
+    "simulate",
+    "validate",
+    "list_targets",
+    "default_acc_bits",
+    "TRAIN_DEFAULTS",
+]
+
+# Default architecture per data set: the paper's for MNIST-like and CIFAR-10 inputs; for the 8x8
+# digits a small CNN whose every fan-in is <= 256 so it also maps onto TrueNorth-like cores.
+DEFAULT_ARCH = {
+    "digits": "24C3p1-P2-28C3p1-P2-256",
+    "mnist": "15C5-P2-40C5-P2-300",
+    "fashion-mnist": "15C5-P2-40C5-P2-300",
+    "cifar10": "96C3-256C3-P2-384C3-P2-384C3-256C3-1024-1024",
+}
+
+
+def default_acc_bits(bits: int) -> int:
+    """Accumulator width when not given: 20 bits (TrueNorth's membrane) up to 8-bit weights,
+    growing with the weight width so that (Smax + 1) * theta_int stays far from saturation."""
+    return max(20, bits + 12)
+
+
+# ----------------------------------------------------------------------------- train
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """A finished training run.
+
+    ``test_accuracy`` (fraction) is measured with the integer-exact forward for a quantized
+    model (``accuracy_kind`` "integer-exact") and in float for the ``bits=0`` baseline
+    (``accuracy_kind`` "float", never deployable as is). ``history`` holds one dict per epoch
+    (loss, train/test accuracy, epoch_seconds, seconds since the start).
+    """
+
+    checkpoint: Path
+    test_accuracy: float
+    accuracy_kind: str
+    test_samples: int
+    dataset: str
+    arch: str
+    epochs: int
+    seconds: float
+    history: list = field(default_factory=list)
+
+
+def _dataset_kind(spec: str | None) -> str:
+    return "digits" if not spec else spec.split(":", 1)[0]
+
+
+def _epoch_line(record, kind: str) -> str:
+    return (f"epoch {record.epoch}/{record.epochs}: loss {record.loss:.4f}  train acc {record.train_accuracy:.4f}  "
+            f"test acc ({kind}) {record.test_accuracy:.4f}  ({record.epoch_seconds:.1f} s, "
+            f"total {record.total_seconds:.1f} s)")
+
+
+def _init_state(path, config) -> dict:
+    """The state dict of checkpoint ``path``, checked to fit ``config``'s architecture."""
+    from mtsnn.toolchain.checkpoint import CheckpointError, load_checkpoint
+
+    model, _ = load_checkpoint(path)
+    for name in ("arch", "input_shape", "n_classes"):
+        mine, theirs = getattr(config, name), getattr(model.config, name)
+        if mine != theirs:
+            raise CheckpointError(f"{path}: --init: {name}: expected {mine!r} (the model being trained), "
+                                  f"found {theirs!r}")
+    return model.state_dict()
+
+
+def _run_training(config, data, settings, out: Path, training_meta: dict, *, init_state=None, resume_from=None,
+                  progress: bool, log: Callable[[str], None]) -> TrainRun:
+    """Train with a resumable checkpoint written atomically to ``out`` after every epoch."""
+    import torch
+
+    from mtsnn.toolchain.checkpoint import save_checkpoint
+    from mtsnn.toolchain.train import train_model
+
+    kind = "integer-exact" if config.quantized else "float"
+
+    def training_dict(history: list, complete: bool) -> dict:
+        last = history[-1] if history else {}
+        return {**training_meta, "test_accuracy": last.get("test_accuracy"), "test_samples": len(data.test),
+                "seconds": round(last.get("seconds", 0.0), 2), "history": history, "complete": complete,
+                "accuracy_kind": kind, "torch_version": str(torch.__version__)}
+
+    def on_epoch(model, state, record) -> None:
+        complete = record.epoch == settings.epochs
+        save_checkpoint(out, model, training_dict(state.history, complete), None if complete else state.to_dict())
+        if progress:
+            log(_epoch_line(record, kind))
+
+    resume_state, model_state = resume_from if resume_from else (None, None)
+    result = train_model(config, data, settings, init_state, resume=resume_state, model_state=model_state,
+                         on_epoch=on_epoch)
+    return TrainRun(checkpoint=out, test_accuracy=result.test_accuracy, accuracy_kind=kind,
+                    test_samples=len(data.test), dataset=training_meta["dataset"], arch=config.arch,
+                    epochs=settings.epochs, seconds=result.seconds, history=result.history)
+
+
+def _recorded_settings(settings) -> dict:
+    """The training settings a checkpoint records (and a resumed run reuses), all but ``progress``."""
+    return {k: v for k, v in settings.to_dict().items() if k != "progress"}
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024:
+        raise InputError(f"--threads: expected an integer 1..1024, found {threads!r}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def train(dataset: str | None = None, *, arch: str | None = None, timesteps: int = 2, smax: int = 15, bits: int = 8,
+          acc_bits: int | None = None, tau: float = 10.0, theta: float = 1.0, surrogate: int = 2, a: float = 1.0,
+          b: float = 20.0, loss: str = "ce", epochs: int | None = None, batch_size: int = 32, lr: float = 3e-3,
+          augment: int = 1, seed: int = 0, init: str | os.PathLike | None = None, threads: int | None = None,
+          out: str | os.PathLike = "model.pt", progress: bool = True,
+          log: Callable[[str], None] = print) -> TrainRun:
+    """Quantization-aware training of an MT-SNN; the checkpoint goes to ``out``.
+
+    dataset: "digits" (default, embedded), "mnist:DIR", "fashion-mnist:DIR", "cifar10:DIR".
+    arch: the paper's notation (default per data set, ``DEFAULT_ARCH``). timesteps T, smax
+    (spike counts 0..Smax per step), bits (weight bits 2..16; 0 = float baseline), acc_bits
+    (membrane accumulator, default ``default_acc_bits(bits)``), tau (membrane time constant in
+    steps, 0 = no leak), theta (float threshold), surrogate curve 1|2|3 with height a and
+    steepness b, loss "ce"|"mse", epochs (default 30 on digits, 15 otherwise), batch_size, lr
+    (peak of the one-cycle schedule), augment (random shift in pixels), seed, init (start from
+    this checkpoint's weights), threads (torch CPU threads; same seed and threads, same model).
+    A resumable checkpoint is written atomically after every epoch (``resume`` continues it).
+    """
+    from mtsnn.toolchain.datasets import dataset_name, load_dataset
+    from mtsnn.toolchain.model import ModelConfig
+    from mtsnn.toolchain.neuron import SurrogateConfig
+    from mtsnn.toolchain.train import TrainSettings
+
+    out = check_output_file(out, "checkpoint")
+    _set_threads(threads)
+    kind = _dataset_kind(dataset)
+    data = load_dataset(dataset)
+    arch = arch or DEFAULT_ARCH.get(kind, DEFAULT_ARCH["mnist"])
+    epochs = epochs if epochs is not None else (30 if kind == "digits" else 15)
+    config = ModelConfig(arch=arch, input_shape=data.input_shape, n_classes=data.n_classes, timesteps=timesteps,
+                         smax=smax, bits=bits, acc_bits=acc_bits if acc_bits is not None else default_acc_bits(bits),
+                         tau=tau, theta=theta, surrogate=SurrogateConfig(surrogate, a, b))
+    settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, loss=loss, augment=augment,
+                             progress=progress)
+    init_state = _init_state(init, config) if init else None
+    if progress:
+        log(f"training {arch} on {data.name} ({len(data.train)} train / {len(data.test)} test), T={config.timesteps} "
+            f"Smax={config.smax} bits={config.bits} acc_bits={config.acc_bits} surrogate={config.surrogate.curve} "
+            f"for {epochs} epochs")
+    meta = {"init": str(init) if init else None, "dataset": dataset_name(dataset), "threads": threads,
+            **_recorded_settings(settings)}
+    return _run_training(config, data, settings, out, meta, init_state=init_state, progress=progress, log=log)
+
+
+# the defaults of ``train`` by name, for the command line's help (one place for every default)
+TRAIN_DEFAULTS = {name: p.default for name, p in inspect.signature(train).parameters.items()
+                  if p.default is not inspect.Parameter.empty}
+
+
+def resume(checkpoint: str | os.PathLike, *, out: str | os.PathLike | None = None, threads: int | None = None,
+           progress: bool = True, log: Callable[[str], None] = print) -> TrainRun:
+    """Continue an interrupted ``train`` run from its last per-epoch checkpoint (written to
+    ``out``, default: the same file). With the same thread count the result is bit-identical
+    to a run that was never interrupted."""
+    from mtsnn.toolchain.checkpoint import CheckpointError, model_from_payload, read_checkpoint
+    from mtsnn.toolchain.datasets import load_matching_dataset
+    from mtsnn.toolchain.train import TrainSettings, TrainState
+
+    ckpt = read_checkpoint(checkpoint)
+    out = check_output_file(out or ckpt.path, "checkpoint")
+    training = ckpt.training
+    if not ckpt.resume:
+        raise CheckpointError(f"{ckpt.path}: resume: expected an unfinished run (a per-epoch checkpoint), found a "
+                              f"{'completed' if training.get('complete') else 'non-resumable'} checkpoint")
+    missing = [key for key in _recorded_settings(TrainSettings()) if key not in training]
+    if missing:
+        raise CheckpointError(f"{ckpt.path}: training.{missing[0]}: expected the run's setting, found nothing")
+    _set_threads(threads if threads is not None else training.get("threads"))
+    model = model_from_payload(ckpt.path, ckpt.payload)
+    settings = TrainSettings(**{key: training[key] for key in _recorded_settings(TrainSettings())}, progress=progress)
+    data = load_matching_dataset(training.get("dataset"), model.config.input_shape, model.config.n_classes,
+                                 str(ckpt.path))
+    state = TrainState.from_dict(ckpt.resume, training.get("history", []))
+    if progress:
+        log(f"resuming {model.config.arch} on {data.name} after epoch {state.epoch}/{settings.epochs}")
+    meta = {k: training.get(k) for k in ("init", "dataset", "threads", *_recorded_settings(settings))}
+    return _run_training(model.config, data, settings, Path(out), meta, resume_from=(state, model.state_dict()),
+                         progress=progress, log=log)
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Test accuracy (fraction) of a checkpoint: integer-exact, or float for a bits=0 baseline."""
+
+    checkpoint: Path
+    dataset: str
+    samples: int
+    accuracy: float
+    accuracy_kind: str  # "integer-exact" | "float"
+    arch: str
+    bits: int
+    notes: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"model": str(self.checkpoint), "dataset": self.dataset, "split": "test", "samples": self.samples,
+                "accuracy": self.accuracy, "accuracy_kind": self.accuracy_kind, "arch": self.arch,
+                "bits": self.bits, "notes": list(self.notes)}
+
+
+def evaluate(checkpoint: str | os.PathLike, *, dataset: str | None = None, samples: int | None = None) -> Evaluation:
+    """Test accuracy of ``checkpoint`` on ``dataset`` (default: its training data set), first
+    ``samples`` test images (default all)."""
+    from mtsnn.toolchain.checkpoint import model_from_payload, read_checkpoint
+    from mtsnn.toolchain.datasets import dataset_name, first_samples, load_matching_dataset
+    from mtsnn.toolchain.train import evaluate_model
+
+    ckpt = read_checkpoint(checkpoint)
+    model = model_from_payload(ckpt.path, ckpt.payload)
+    spec = dataset_name(dataset or ckpt.training.get("dataset"))
+    data = load_matching_dataset(spec, model.config.input_shape, model.config.n_classes, str(ckpt.path))
+    images, labels, note = first_samples(data.test, samples)
+    accuracy = evaluate_model(model, images, labels)
+    return Evaluation(checkpoint=ckpt.path, dataset=spec, samples=len(labels), accuracy=accuracy,
+                      accuracy_kind="integer-exact" if model.config.quantized else "float", arch=model.config.arch,
+                      bits=model.config.bits, notes=[note] if note else [])
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def export(checkpoint: str | os.PathLike, *, bits: int | None = None, out: str | os.PathLike | None = None,
+           dataset: str | None = None, samples: int | None = None, golden: int = 0):
+    """Export ``checkpoint`` to ONNX + core description (+ ``golden`` vectors) in ``out``.
+
+    Returns an ``ExportResult`` (export id, files, integer accuracy, lints, warnings); see
+    ``mtsnn.export.pipeline.export_checkpoint`` for every argument.
+    """
+    from mtsnn.export.pipeline import export_checkpoint
+
+    return export_checkpoint(checkpoint, bits=bits, out=out, dataset=dataset, samples=samples, golden=golden)
+
+
+# ----------------------------------------------------------------------------- simulate
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    name: str
+    description: str
+    path: Path
+
+
+def list_targets() -> list[TargetInfo]:
+    """The target presets shipped with mtsnn (``--target NAME``), one record each."""
+    from mtsnn.hw_model.target import PRESETS, load_target
+
+    targets = [load_target(name) for name in PRESETS]
+    return [TargetInfo(t.name, t.description, Path(t.path)) for t in targets]
+
+
+@dataclass(frozen=True, eq=False)
+class SimulationReport:
+    """A simulation's report (``report``: the JSON document of ``mtsnn.hw_model.report``), the
+    raw ``result`` (per-core counts, per-sample latency and energy) and its ``mapping``."""
+
+    report: dict
+    result: object  # mtsnn.hw_model.simulator.SimulationResult
+    mapping: object  # mtsnn.hw_model.mapper.Mapping
+    core: Path
+    dataset: str
+    notes: list = field(default_factory=list)
+
+    @property
+    def total(self) -> dict:
+        return self.report["total"]
+
+
+def resolve_core(core: str | os.PathLike):
+    """(core description path, verified manifest or None) for an export folder or a .core.json.
+
+    A folder must hold exactly one export; a .core.json beside its export manifest is checked
+    against it (a file changed after the export is refused); a bare .core.json is read as is.
+    """
+    from mtsnn.export.artifacts import find_export, manifest_beside_core, read_manifest, verify_export
+
+    path = Path(core)
+    if path.is_dir():
+        manifest = find_export(path)
+        return manifest.paths.core_json, manifest
+    from mtsnn.hw_model.coredesc import core_paths
+
+    json_path, _ = core_paths(path)
+    beside = manifest_beside_core(json_path)
+    if json_path.is_file() and beside.is_file():
+        manifest = read_manifest(beside)
+        if json_path.name in manifest.files:
+            verify_export(manifest)
+            return json_path, manifest
+    return json_path, None
+
+
+def simulate(core: str | os.PathLike, *, target: str | os.PathLike = "loihi", dataset: str | None = None,
+             samples: int | None = None, batch_size: int = 128,
+             progress: Callable[[int, int], None] | None = None) -> SimulationReport:
+    """Map the core description (an export folder, or a ``.core.json``) onto ``target`` (a preset
+    name or a TOML file), run ``samples`` test images of ``dataset`` (default: the data set the
+    export recorded) tick by tick and report SOPs, latency and energy per layer, core and total.
+    ``progress(done, total)`` is called with 0 before the first batch and after every batch."""
+    from mtsnn.hw_model.coredesc import read_core
+    from mtsnn.hw_model.mapper import map_network, mapping_from_placement
+    from mtsnn.hw_model.report import build_report
+    from mtsnn.hw_model.simulator import simulate as run_simulation
+    from mtsnn.hw_model.target import load_target
+    from mtsnn.toolchain.datasets import dataset_name, first_samples, load_matching_dataset
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"--batch-size: expected an integer >= 1, found {batch_size!r}")
+    json_path, manifest = resolve_core(core)
+    description = read_core(json_path)
+    network = description.network
+    chip = load_target(target)
+    placement = description.placement
+    if placement is not None and placement.get("target") == chip.name:
+        mapping = mapping_from_placement(placement, network, chip)
+    else:
+        mapping = map_network(network, chip)
+    recorded = (manifest.dataset if manifest else None) or network.provenance.get("dataset")
+    spec = dataset_name(dataset or (recorded if isinstance(recorded, str) else None))
+    data = load_matching_dataset(spec, network.encoder.shape, network.n_classes, str(json_path))
+    images, labels, note = first_samples(data.test, samples)
+    total, done = len(labels), [0]
+
+    def on_batch(n: int) -> None:
+        done[0] += n
+        progress(done[0], total)
+
+    if progress is not None:
+        progress(0, total)
+    result = run_simulation(mapping, images, labels, batch_size=batch_size,
+                            progress=on_batch if progress is not None else None)
+    report = build_report(result)
+    report["dataset"] = spec
+    report["core"] = str(json_path)
+    return SimulationReport(report=report, result=result, mapping=mapping, core=json_path, dataset=spec,
+                            notes=[note] if note else [])
+
+
+# ----------------------------------------------------------------------------- validate
+
+
+def validate(checkpoint: str | os.PathLike, export_dir: str | os.PathLike, *, dataset: str | None = None,
+             samples: int | None = None, target: str | os.PathLike = "loihi", simulate: bool = True,
+             progress: Callable[[str], None] | None = None):
+    """Prove that the QAT forward, the integer reference, onnxruntime and (``simulate``) the
+    simulator on ``target`` agree bit for bit; returns a ``ValidationReport`` (``bit_exact``,
+    per-path accuracy, the first divergence of each differing path). Refuses a checkpoint and
+    an export that do not belong together (``ExportError``); a requested simulator path that
+    cannot run raises ``CheckUnavailable``."""
+    from mtsnn.export.validate import validate_export
+
+    return validate_export(checkpoint, export_dir, dataset=dataset, samples=samples, target=os.fspath(target),
+                           simulate=simulate, progress=progress)

@@ -1,13 +1,15 @@
 """Slow, event-by-event reference of the simulator's counts and cycles (tiny networks only).
 
-Plain Python loops, one event at a time, in time order: for every sample, tick, layer and core,
-each arriving spike walks the core's synapse list (one SOP and ``c_sop`` cycles per synapse it
-touches), each neuron is updated, each output event becomes one packet per destination core
-and walks its XY path hop by hop, loading every directed link on the way. Connectivity is
-rebuilt here from the layer geometry with explicit loops (not from the mapper's index arrays),
-so this is an independent check of the fast simulator's counts, per-core cycles, mesh drain and
-tick lengths, which must agree exactly (``hw_model.simulator.simulate_batch``). The neuron
-arithmetic itself is the one definition (``mtlif_step`` / ``readout_step``), applied per neuron.
+Plain Python loops, one event at a time, tick by tick on the chip's schedule
+(``hw_model.schedule``: free-running, bias every tick, per-layer reset offsets, the input
+generators sending in ticks 0..T-1): each message walks its XY path hop by hop, each arriving
+spike walks the receiving core's synapse list (one synapse read per synapse it drives), each
+neuron of a soma core is read and, when its state changes, updated. Connectivity is rebuilt
+here from the layer geometry with explicit loops (not from the mapper's index arrays), so this
+is an independent check of the fast simulator's counts, arrival times, per-core cycles and tick
+lengths, which must agree exactly (``hw_model.simulator.simulate_batch``). The neuron arithmetic
+itself is the one definition (``mtlif_step`` / ``readout_step``), applied per neuron, and the
+prices are the one definition too (``hw_model.pricing``), applied per core.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import numpy as np
 from .mapper import Mapping
 from .network import ConvLayer, DenseLayer
 from .neuron import encode_pixels, mtlif_step, readout_step
-from .simulator import COUNT_KINDS
-from .target import event_cycles
+from .pricing import COUNT_KINDS, core_prices, receive_cycles, receive_done_cycles, send_cycles
+from .schedule import schedule_for
+from .target import sync_cycles
 
 __all__ = ["CycleTrace", "core_synapses", "run_cycle_stepped"]
 
@@ -30,10 +33,9 @@ class CycleTrace:
     """Same layout as the fast simulator's ``BatchActivity`` (core id, tick, sample)."""
 
     logits: np.ndarray  # (B, n_classes) int64
+    tick_spikes: dict  # layer name -> (n_ticks, B, n_out) spike counts
     counts: dict  # kind -> (n_cores, n_ticks, B) int64
     core_cycles: np.ndarray  # (n_cores, n_ticks, B) int64
-    drain_cycles: np.ndarray  # (n_ticks, B) int64
-    max_link_load: np.ndarray  # (n_ticks, B) int64
     tick_cycles: np.ndarray  # (n_ticks, B) int64
 
 
@@ -70,129 +72,145 @@ def core_synapses(layer, neurons: tuple, fan_in: tuple) -> dict:
     return table
 
 
-def _xy_steps(src: tuple, dst: tuple):
-    """Directed links of the XY route, one hop at a time, with the axis of each hop."""
+def _xy_hops(src: tuple, dst: tuple) -> tuple[int, int]:
+    """Hops along x, then along y, walked one router at a time."""
+    hops_x = hops_y = 0
     x, y = src
     while x != dst[0]:
-        nxt = (x + (1 if dst[0] > x else -1), y)
-        yield ((x, y), nxt), "x"
-        x = nxt[0]
+        x += 1 if dst[0] > x else -1
+        hops_x += 1
     while y != dst[1]:
-        nxt = (x, y + (1 if dst[1] > y else -1))
-        yield ((x, y), nxt), "y"
-        y = nxt[1]
+        y += 1 if dst[1] > y else -1
+        hops_y += 1
+    return hops_x, hops_y
+
+
+def _bias_per_neuron(layer) -> list[int]:
+    if isinstance(layer, (ConvLayer, DenseLayer)):
+        per_channel = layer.n_neurons // layer.bias.shape[0]
+        return [int(layer.bias[n // per_channel]) for n in range(layer.n_neurons)]
+    return [0] * layer.n_neurons
 
 
 def run_cycle_stepped(mapping: Mapping, images: np.ndarray) -> CycleTrace:
     """Event-by-event simulation of ``images`` (B, C, H, W) uint8 on ``mapping``."""
     net, target = mapping.network, mapping.target
-    cycles = event_cycles(target)
+    prices = core_prices(mapping)
+    cycles = prices.cycles
     unary = target.encoding == "unary"
-    n_layers, steps = len(net.layers), net.timesteps
-    ticks, b = steps + n_layers - 1, images.shape[0]
-    counts = {kind: np.zeros((mapping.n_cores, ticks, b), dtype=np.int64) for kind in COUNT_KINDS}
-    core_cycles = np.zeros((mapping.n_cores, ticks, b), dtype=np.int64)
-    drain = np.zeros((ticks, b), dtype=np.int64)
-    max_link = np.zeros((ticks, b), dtype=np.int64)
-    tick_cycles = np.zeros((ticks, b), dtype=np.int64)
+    sched = schedule_for(net)
+    n_layers, n_ticks, b = len(net.layers), sched.n_ticks, images.shape[0]
+    counts = {kind: np.zeros((mapping.n_cores, n_ticks, b), dtype=np.int64) for kind in COUNT_KINDS}
     logits = np.zeros((b, net.n_classes), dtype=np.int64)
+    tick_spikes = {layer.name: np.zeros((n_ticks, b, layer.n_neurons), dtype=np.int64) for layer in net.layers[:-1]}
 
-    synapses = [core_synapses(net.layers[c.layer_index], c.neurons, c.fan_in) for c in mapping.cores]
+    synapses = {c.core_id: core_synapses(net.layers[c.layer_index], c.neurons, c.fan_in)
+                for c in mapping.cores if not c.is_input}
     layer_cores = [[c for c in mapping.cores if c.layer_index == i] for i in range(n_layers)]
-    # which cores of the next layer listen to each neuron (independently of the mapper's routes)
+    input_cores = [c for c in mapping.cores if c.is_input]
+    # which cores of each layer listen to each of its inputs (independently of the mapper's routes)
     listeners = []
-    for index in range(n_layers - 1):
+    for index in range(n_layers):
         table: dict[int, list] = {}
-        for dst in layer_cores[index + 1]:
+        for dst in layer_cores[index]:
             for axon in sorted(synapses[dst.core_id]):
                 table.setdefault(axon, []).append(dst.core_id)
         listeners.append(table)
 
+    sent = []  # every message: (tick, sample, src core, dst core, source neuron or -1 for a partial sum)
     for sample in range(b):
-        inputs = [[int(v) for v in encode_pixels(images[sample], net.encoder.smax).reshape(-1)]] * steps
-        link_load = [dict() for _ in range(ticks)]
+        encoded = [int(v) for v in encode_pixels(images[sample], net.encoder.smax).reshape(-1)]
+        emitted = [[0] * len(encoded) for _ in range(n_ticks)]  # what layer 0's source emits, per tick
+        for tick in sched.input_ticks:
+            for core in input_cores:
+                for neuron in range(*core.neurons):
+                    k = emitted[tick][neuron] = encoded[neuron]
+                    counts["input_spikes"][core.core_id, tick, sample] += k if unary else int(k > 0)
+                    for dst in listeners[0].get(neuron, []) if k else ():
+                        sent += [(tick, sample, core.core_id, dst, neuron)] * (k if unary else 1)
         for index, layer in enumerate(net.layers):
-            p = layer.neuron
-            v = [0] * layer.n_neurons
-            outputs = []
-            bias = [0] * layer.n_neurons
-            if isinstance(layer, (ConvLayer, DenseLayer)):
-                per_channel = layer.n_neurons // layer.bias.shape[0]
-                bias = [int(layer.bias[n // per_channel]) for n in range(layer.n_neurons)]
-            for t in range(steps):
-                tick = t + index
-                x = inputs[t]
-                current = list(bias)
-                got_input = [False] * layer.n_neurons
-                out_counts = [0] * layer.n_neurons
-
-                def send(src_core, dst_core):
-                    counts["packets"][src_core.core_id, tick, sample] += 1
-                    latency = cycles["packet"]
-                    for link, axis in _xy_steps(src_core.router, mapping.cores[dst_core].router):
-                        counts[f"hops_{axis}"][src_core.core_id, tick, sample] += 1
-                        latency += cycles[f"hop_{axis}"]
-                        link_load[tick][link] = link_load[tick].get(link, 0) + 1
-                    drain[tick, sample] = max(drain[tick, sample], latency)
-
-                for core in layer_cores[index]:  # synaptic events, axon by axon
+            # receiving: the source's events of each tick, read synapse by synapse
+            arrived = []  # per tick: (partial current per neuron, neurons that got input)
+            for tick in range(n_ticks):
+                current, got = {}, set()
+                for core in layer_cores[index]:
                     partial = {}
-                    busy = 0
-                    for axon in sorted(synapses[core.core_id]):
-                        k = x[axon]
-                        if k == 0:
-                            continue
-                        n_events = k if unary else 1
-                        for _ in range(n_events):
-                            counts["input_events"][core.core_id, tick, sample] += 1
-                            for neuron, weight in synapses[core.core_id][axon]:
-                                counts["sops"][core.core_id, tick, sample] += 1
-                                busy += cycles["sop"]
-                                partial[neuron] = partial.get(neuron, 0) + weight * (1 if unary else k)
-                                got_input[neuron] = True
-                    core_cycles[core.core_id, tick, sample] += busy
-                    for neuron in range(*core.neurons):
-                        current[neuron] += partial.get(neuron, 0)
-                    if not core.soma:  # partial sums travel to the soma core of the slice
+                    for axon, targets in synapses[core.core_id].items():
+                        k = emitted[tick][axon]
+                        for neuron, weight in targets if k else ():
+                            partial[neuron] = partial.get(neuron, 0) + weight * k
+                            got.add(neuron)
+                    for neuron, value in partial.items():
+                        current[neuron] = current.get(neuron, 0) + value
+                    if not core.soma:  # its nonzero partial sums travel to the soma core of the slice
                         soma = next(c.core_id for c in layer_cores[index] if c.soma and c.neurons == core.neurons)
-                        for neuron in range(*core.neurons):
-                            if partial.get(neuron, 0) != 0:
-                                send(core, soma)
-                for core in layer_cores[index]:  # neuron updates on the soma cores
-                    if not core.soma:
-                        continue
-                    for neuron in range(*core.neurons):
-                        cell = core.core_id, tick, sample
-                        counts["updates"][cell] += 1
-                        if got_input[neuron]:
-                            counts["active_updates"][cell] += 1
-                            core_cycles[cell] += cycles["update_active"]
-                        else:
-                            core_cycles[cell] += cycles["update_inactive"]
-                        vv, ii = np.array([v[neuron]]), np.array([current[neuron]])
+                        sent += [(tick, sample, core.core_id, soma, -1)] * sum(1 for v in partial.values() if v)
+                arrived.append((current, got))
+            # the neurons: every soma core, every tick
+            p, bias = layer.neuron, _bias_per_neuron(layer)
+            v = [0] * layer.n_neurons
+            out = [[0] * layer.n_neurons for _ in range(n_ticks)]
+            for tick in range(n_ticks):
+                if tick == sched.reset_tick(index):
+                    v = [0] * layer.n_neurons
+                current, got = arrived[tick - 1] if tick >= 1 else ({}, set())
+                for core in layer_cores[index]:
+                    cell = core.core_id, tick, sample
+                    counts["compartments"][cell] += core.n_neurons
+                    for neuron in range(*core.neurons) if core.soma else ():
+                        if v[neuron] != 0 or neuron in got or bias[neuron] != 0:
+                            counts["updates"][cell] += 1
+                        vv, ii = np.array([v[neuron]]), np.array([bias[neuron] + current.get(neuron, 0)])
                         if layer.readout:
-                            v_next, _ = readout_step(vv, ii, p.acc_bits)
-                            v[neuron] = int(v_next[0])
+                            v[neuron] = int(readout_step(vv, ii, p.acc_bits)[0][0])
                             continue
                         s, v_next, _ = mtlif_step(vv, ii, p.theta_int, p.delta, p.smax, p.acc_bits)
-                        v[neuron], count = int(v_next[0]), int(s[0])
-                        out_counts[neuron] = count
-                        if count == 0:
-                            continue
-                        counts["spikes"][cell] += count
-                        counts["spike_events"][cell] += 1
-                        for _ in range(count if unary else 1):
-                            for dst in listeners[index].get(neuron, []):
-                                send(core, dst)
-                outputs.append(out_counts)
+                        v[neuron], k = int(v_next[0]), int(s[0])
+                        out[tick][neuron] = k
+                        if k:
+                            counts["spikes_out"][cell] += k if unary else 1
+                            for dst in listeners[index + 1].get(neuron, []):
+                                sent += [(tick, sample, core.core_id, dst, neuron)] * (k if unary else 1)
             if layer.readout:
                 logits[sample] = v
             else:
-                inputs = outputs
-        for tick in range(ticks):
-            max_link[tick, sample] = max(link_load[tick].values(), default=0)
-            d = max(drain[tick, sample], max_link[tick, sample] * cycles["link_packet"])
-            drain[tick, sample] = d
-            work = max(int(core_cycles[c, tick, sample]) for c in range(mapping.n_cores)) + d + cycles["barrier"]
-            tick_cycles[tick, sample] = cycles["tick"] if target.time_model == "fixed" else work
-    return CycleTrace(logits, counts, core_cycles, drain, max_link, tick_cycles)
+                tick_spikes[layer.name][:, sample] = out
+                emitted = out
+
+    latencies = _deliver(mapping, sent, counts, cycles, synapses)
+    send = send_cycles(counts, prices)
+    first, last = _arrival_times(sent, latencies, send, cycles)
+    work = receive_cycles(counts, prices)
+    done = receive_done_cycles(work, counts["messages_in"], first, last)
+    core_cycles = np.maximum(send, done)
+    tick = core_cycles.max(axis=0) + sync_cycles(target, mapping.tiles_in_use)
+    if target.time_model == "fixed":
+        tick = np.full_like(tick, cycles["tick"])
+    return CycleTrace(logits, tick_spikes, counts, core_cycles, tick)
+
+
+def _deliver(mapping: Mapping, sent: list, counts: dict, cycles: dict, synapses: dict) -> list[int]:
+    """Count every message at its source (messages_out, hops) and its destination (messages_in,
+    synapse reads); returns each message's cycles on the mesh."""
+    latencies = []
+    for tick, sample, src, dst, neuron in sent:
+        hops_x, hops_y = _xy_hops(mapping.cores[src].router, mapping.cores[dst].router)
+        counts["messages_out"][src, tick, sample] += 1
+        counts["hops_x"][src, tick, sample] += hops_x
+        counts["hops_y"][src, tick, sample] += hops_y
+        counts["messages_in"][dst, tick, sample] += 1
+        if neuron >= 0:  # a spike reads the synapses its axon drives in the core (a partial sum reads none)
+            counts["synapse_reads"][dst, tick, sample] += len(synapses[dst].get(neuron, ()))
+        latencies.append(hops_x * cycles["hop_x"] + hops_y * cycles["hop_y"])
+    return latencies
+
+
+def _arrival_times(sent: list, latencies: list, send: np.ndarray, cycles: dict):
+    """Per destination core and tick: the first arrival (the quickest message: its route plus one
+    message's sending) and the last (the source core's whole neuron stream plus its route)."""
+    first = np.full(send.shape, np.iinfo(np.int64).max // 4, dtype=np.int64)
+    last = np.zeros(send.shape, dtype=np.int64)
+    for (tick, sample, src, dst, _), latency in zip(sent, latencies):
+        first[dst, tick, sample] = min(first[dst, tick, sample], latency + cycles["axon_out"])
+        last[dst, tick, sample] = max(last[dst, tick, sample], send[src, tick, sample] + latency)
+    return first, last

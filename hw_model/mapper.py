@@ -52,6 +52,8 @@ __all__ = [
     "fan_in_fits_core_or_can_split",
     "synapse_memory_fits_core",
     "network_fits_core_count",
+    "fan_out_fits_core",
+    "INPUT_LAYER",
     "check_design_rules",
     "synapse_bits",
     "fan_in_groups",
@@ -61,6 +63,7 @@ __all__ = [
     "xy_path",
     "map_network",
     "mapping_from_placement",
+    "PlacementMismatch",
 ]
 
 
@@ -119,16 +122,21 @@ def _lower_bound_cores(layer, target: Target) -> int:
     return math.ceil(layer.n_neurons / target.neurons_per_core) * len(fan_in_groups(layer, target))
 
 
-def network_fits_core_count(network: IntegerNetwork, target: Target, cores_per_layer: list | None = None) -> None:
-    """The cores used (a lower bound before partitioning, the real count after) fit the chip."""
+def network_fits_core_count(network: IntegerNetwork, target: Target, cores_per_layer: list | None = None,
+                            input_cores: int | None = None) -> None:
+    """The cores used (a lower bound before partitioning, the real count after), the input
+    generator cores first, fit the chip."""
     counts = cores_per_layer or [_lower_bound_cores(layer, target) for layer in network.layers]
-    total = 0
+    total = input_cores if input_cores is not None else math.ceil(
+        math.prod(network.encoder.shape) / target.generators_per_core)
+    if total > target.n_cores:
+        raise DesignRuleError(f"layer input: cores {total} > {target.n_cores} cores on target {target.name}")
     for layer, count in zip(network.layers, counts):
         total += count
         if total > target.n_cores:
             raise DesignRuleError(
-                f"layer {layer.name}: cores {total} (cumulative up to this layer) > {target.n_cores} "
-                f"cores on target {target.name}"
+                f"layer {layer.name}: cores {total} (cumulative up to this layer, input generators included) > "
+                f"{target.n_cores} cores on target {target.name}"
             )
 
 
@@ -259,9 +267,16 @@ def partition_layer(layer, target: Target) -> list[tuple[int, int]]:
 
 
 
+INPUT_LAYER = "input"  # the layer name of the input generator cores (layer_index -1)
+
+
 @dataclass(frozen=True)
 class CoreSpec:
-    """One used core: which neurons and which part of their fan-in it holds, and where it sits."""
+    """One used core: which neurons and which part of their fan-in it holds, and where it sits.
+
+    Input generator cores (``layer_index`` -1, ``layer_name`` "input") hold a contiguous range of
+    the encoder's inputs in flat (C, H, W) order, have no fan-in, and send the encoded counts as
+    spikes to layer 0's cores."""
 
     core_id: int
     layer_index: int
@@ -273,7 +288,11 @@ class CoreSpec:
 
     @property
     def soma(self) -> bool:
-        return self.group == 0
+        return self.group == 0 and self.layer_index >= 0
+
+    @property
+    def is_input(self) -> bool:
+        return self.layer_index < 0
 
     @property
     def n_neurons(self) -> int:
@@ -288,7 +307,7 @@ class Route:
     src: int
     dst: int
     kind: str  # "spike" | "partial_sum"
-    layer_index: int  # the source core's layer
+    layer_index: int  # the source core's layer (-1: an input generator core)
     path: tuple  # routers visited, XY order, both ends included
     links: tuple  # ids into Mapping.links, in path order
 
@@ -316,10 +335,24 @@ class Mapping:
     # spike routes carries; route ids of those columns in spike_route_ids
     spike_route_neurons: tuple = field(default_factory=tuple)
     spike_route_ids: tuple = field(default_factory=tuple)
+    input_cores: tuple = ()  # core ids of the input generator cores
+    input_route_neurons: np.ndarray | None = None  # (n_inputs, n_input_routes) 0/1, as spike_route_neurons
+    input_route_ids: tuple = ()
 
     @property
     def n_cores(self) -> int:
         return len(self.cores)
+
+    @property
+    def tiles_in_use(self) -> int:
+        """Routers (tiles) with at least one used core, input generators included."""
+        return len({core.router for core in self.cores})
+
+    def source_cores(self, layer_index: int) -> tuple:
+        """Core ids whose spikes feed layer ``layer_index``: the input generators for layer 0."""
+        if layer_index == 0:
+            return tuple(self.input_cores)
+        return tuple(c for c in self.layer_cores[layer_index - 1] if self.cores[c].soma)
 
     def placement(self) -> dict:
         """The JSON-able placement section of the core description."""
@@ -357,11 +390,50 @@ class Mapping:
         }
 
 
-def _build_mapping(network: IntegerNetwork, target: Target, specs: list[tuple]) -> Mapping:
-    """specs: (layer_index, neurons, fan_in, group) in core-id order."""
+def _input_specs(network: IntegerNetwork, target: Target, layer0_axons: list[np.ndarray]) -> list[tuple[int, int]]:
+    """The encoder's inputs cut greedily into contiguous ranges of at most ``generators_per_core``
+    whose spikes reach at most ``axons_out`` of layer 0's cores (``layer0_axons``: each core's
+    sorted input indices); both limits are monotone in the range's end, so binary search works."""
+    n_inputs = math.prod(network.encoder.shape)
+    listens = np.zeros((len(layer0_axons), n_inputs), dtype=bool)
+    for row, axons in enumerate(layer0_axons):
+        listens[row, axons] = True
+    reach = np.cumsum(listens, axis=1)  # reach[c, i]: inputs 0..i core c listens to
+
+    def fits(start: int, stop: int) -> bool:
+        before = reach[:, start - 1] if start else 0
+        edges = int(np.count_nonzero(reach[:, stop - 1] - before))
+        return stop - start <= target.generators_per_core and edges <= target.axons_out_per_core
+
+    specs, start = [], 0
+    while start < n_inputs:
+        if not fits(start, start + 1):
+            raise DesignRuleError(f"layer {INPUT_LAYER}: input {start} reaches more than {target.axons_out_per_core} "
+                                  f"cores (output axons per core on target {target.name})")
+        good, bad = start + 1, min(start + target.generators_per_core, n_inputs) + 1
+        if fits(start, bad - 1):
+            good = bad - 1
+        else:
+            while bad - good > 1:
+                mid = (good + bad) // 2
+                good, bad = (mid, bad) if fits(start, mid) else (good, mid)
+        specs.append((start, good))
+        start = good
+    return specs
+
+
+def _build_mapping(network: IntegerNetwork, target: Target, specs: list[tuple],
+                   input_specs: list[tuple[int, int]]) -> Mapping:
+    """input_specs: the generator cores' input ranges; specs: (layer_index, neurons, fan_in,
+    group) of the layers' cores. Core ids: the input generators first, then specs in order."""
     cores, connectivity = [], []
+    empty = CoreConnectivity(_readonly(np.zeros(0)), _readonly(np.zeros(0)))
+    for core_id, inputs in enumerate(input_specs):
+        cores.append(CoreSpec(core_id, -1, INPUT_LAYER, tuple(inputs), (0, 0), 0, target.router_of(core_id)))
+        connectivity.append(empty)
     layer_cores: list[list[int]] = [[] for _ in network.layers]
-    for core_id, (layer_index, neurons, fan_in, group) in enumerate(specs):
+    for layer_index, neurons, fan_in, group in specs:
+        core_id = len(cores)
         layer = network.layers[layer_index]
         cores.append(CoreSpec(core_id, layer_index, layer.name, tuple(neurons), tuple(fan_in), group,
                               target.router_of(core_id)))
@@ -377,6 +449,25 @@ def _build_mapping(network: IntegerNetwork, target: Target, specs: list[tuple]) 
         routes.append(Route(len(routes), src, dst, kind, cores[src].layer_index, path, links))
         return len(routes) - 1
 
+    def spike_routes(sources: list[int], n_neurons: int, destinations: list[int]):
+        """One route per (source core, destination core listening to any of its neurons)."""
+        columns, ids = [], []
+        for src in sources:
+            n0, n1 = cores[src].neurons
+            for dst in destinations:
+                axons = connectivity[dst].axons
+                inside = axons[(axons >= n0) & (axons < n1)]
+                if inside.size:
+                    column = np.zeros(n_neurons)
+                    column[inside] = 1.0
+                    columns.append(column)
+                    ids.append(add_route(src, dst, "spike"))
+        matrix = np.stack(columns, axis=1) if columns else np.zeros((n_neurons, 0))
+        matrix.flags.writeable = False
+        return matrix, tuple(ids)
+
+    input_cores = list(range(len(input_specs)))
+    input_matrix, input_ids = spike_routes(input_cores, math.prod(network.encoder.shape), layer_cores[0])
     route_neurons, route_ids = [], []
     for layer_index, layer in enumerate(network.layers):
         soma_by_slice = {cores[c].neurons: c for c in layer_cores[layer_index] if cores[c].soma}
@@ -384,29 +475,29 @@ def _build_mapping(network: IntegerNetwork, target: Target, specs: list[tuple]) 
             if not cores[c].soma:
                 add_route(c, soma_by_slice[cores[c].neurons], "partial_sum")
         if layer.readout:
-            route_neurons.append(np.zeros((layer.n_neurons, 0)))
-            route_ids.append(())
-            continue
-        columns, ids = [], []
-        for src in layer_cores[layer_index]:
-            if not cores[src].soma:
-                continue
-            n0, n1 = cores[src].neurons
-            for dst in layer_cores[layer_index + 1]:
-                axons = connectivity[dst].axons
-                inside = axons[(axons >= n0) & (axons < n1)]
-                if inside.size:
-                    column = np.zeros(layer.n_neurons)
-                    column[inside] = 1.0
-                    columns.append(column)
-                    ids.append(add_route(src, dst, "spike"))
-        matrix = np.stack(columns, axis=1) if columns else np.zeros((layer.n_neurons, 0))
-        matrix.flags.writeable = False
+            matrix, ids = np.zeros((layer.n_neurons, 0)), ()
+        else:
+            somas = [c for c in layer_cores[layer_index] if cores[c].soma]
+            matrix, ids = spike_routes(somas, layer.n_neurons, layer_cores[layer_index + 1])
         route_neurons.append(matrix)
-        route_ids.append(tuple(ids))
+        route_ids.append(ids)
     links = tuple(sorted(link_ids, key=link_ids.get))
-    return Mapping(network, target, tuple(cores), tuple(connectivity), tuple(routes), links,
-                   tuple(tuple(c) for c in layer_cores), tuple(route_neurons), tuple(route_ids))
+    mapping = Mapping(network, target, tuple(cores), tuple(connectivity), tuple(routes), links,
+                      tuple(tuple(c) for c in layer_cores), tuple(route_neurons), tuple(route_ids),
+                      tuple(input_cores), input_matrix, input_ids)
+    fan_out_fits_core(mapping)
+    return mapping
+
+
+def fan_out_fits_core(mapping: Mapping) -> None:
+    """Design rule after routing: a core's core-to-core out-edges (its routes) fit ``axons_out``."""
+    target = mapping.target
+    edges = np.bincount([route.src for route in mapping.routes], minlength=mapping.n_cores)
+    worst = int(np.argmax(edges)) if edges.size else 0
+    if edges.size and edges[worst] > target.axons_out_per_core:
+        core = mapping.cores[worst]
+        raise DesignRuleError(f"layer {core.layer_name}: core {worst} has {int(edges[worst])} fan-out edges > "
+                              f"{target.axons_out_per_core} output axons per core on target {target.name}")
 
 
 def map_network(network: IntegerNetwork, target: Target) -> Mapping:
@@ -421,7 +512,11 @@ def map_network(network: IntegerNetwork, target: Target) -> Mapping:
         for neurons in slices:
             for group, fan_in in enumerate(groups):
                 specs.append((layer_index, neurons, fan_in, group))
-    return _build_mapping(network, target, specs)
+    first = network.layers[0]
+    layer0_axons = [core_connectivity(first, neurons, fan_in).axons for index, neurons, fan_in, _ in specs if index == 0]
+    input_specs = _input_specs(network, target, layer0_axons)
+    network_fits_core_count(network, target, per_layer, len(input_specs))
+    return _build_mapping(network, target, specs, input_specs)
 
 
 def _group_by_layer(specs: list[tuple], n_layers: int) -> list[list[int]]:
@@ -431,23 +526,41 @@ def _group_by_layer(specs: list[tuple], n_layers: int) -> list[list[int]]:
     return groups
 
 
+class PlacementMismatch(InputError):
+    """A stored placement does not describe a mapping of this network on this target."""
+
+
 def mapping_from_placement(placement: dict, network: IntegerNetwork, target: Target) -> Mapping:
     """Rebuild the ``Mapping`` a placement section describes.
 
     The placement is checked first (``check_placement``), then the design rules and every
     core's limits on ``target``: a placement edited by hand, or made for another version of the
-    target file, fails with ``ValueError`` / ``DesignRuleError`` rather than simulating a chip
-    that cannot exist.
+    target file, fails with ``PlacementMismatch`` / ``DesignRuleError`` rather than simulating a
+    chip that cannot exist.
     """
-    check_placement(placement, network)
+    try:
+        check_placement(placement, network)
+    except ValueError as exc:
+        raise PlacementMismatch(f"placement: {exc}") from None
     if placement["target"] != target.name:
-        raise ValueError(f"target: placement is for {placement['target']!r}, not {target.name!r}")
+        raise PlacementMismatch(f"placement.target: expected {target.name!r}, found {placement['target']!r}")
     names = {layer.name: i for i, layer in enumerate(network.layers)}
-    specs = [(names[c["layer"]], tuple(c["neurons"]), tuple(c["fan_in"]), c["group"]) for c in placement["cores"]]
+    input_specs = [tuple(c["neurons"]) for c in placement["cores"] if c["layer"] == INPUT_LAYER]
+    specs = [(names[c["layer"]], tuple(c["neurons"]), tuple(c["fan_in"]), c["group"])
+             for c in placement["cores"] if c["layer"] != INPUT_LAYER]
+    if [c["layer"] for c in placement["cores"][: len(input_specs)]] != [INPUT_LAYER] * len(input_specs):
+        raise PlacementMismatch("placement.cores: expected the input generator cores first")
     check_design_rules(network, target)
-    network_fits_core_count(network, target, [len(ids) for ids in _group_by_layer(specs, len(network.layers))])
-    mapping = _build_mapping(network, target, specs)
+    network_fits_core_count(network, target, [len(ids) for ids in _group_by_layer(specs, len(network.layers))],
+                            len(input_specs))
+    for inputs in input_specs:
+        if inputs[1] - inputs[0] > target.generators_per_core:
+            raise DesignRuleError(f"layer {INPUT_LAYER}: a core holds {inputs[1] - inputs[0]} generators > "
+                                  f"{target.generators_per_core} per core on target {target.name}")
+    mapping = _build_mapping(network, target, specs, input_specs)
     for core, conn in zip(mapping.cores, mapping.connectivity):
+        if core.is_input:
+            continue
         layer = network.layers[core.layer_index]
         for what, value, limit in (
             ("neurons", core.n_neurons, target.neurons_per_core),
@@ -459,10 +572,11 @@ def mapping_from_placement(placement: dict, network: IntegerNetwork, target: Tar
                                       f"per core on target {target.name}")
     for index, (core, doc) in enumerate(zip(mapping.cores, placement["cores"])):
         if list(core.router) != list(doc["router"]):
-            raise ValueError(f"cores[{index}].router: expected {list(core.router)} on target {target.name}, "
-                             f"found {doc['router']}")
+            raise PlacementMismatch(f"placement.cores[{index}].router: expected {list(core.router)} on target "
+                                    f"{target.name}, found {doc['router']}")
     rebuilt = [(r.src, r.dst, r.kind) for r in mapping.routes]
     stored = [(r["src"], r["dst"], r["kind"]) for r in placement.get("routes", [])]
     if rebuilt != stored:
-        raise ValueError("routes: expected the routes the cores' connectivity implies, found a different list")
+        raise PlacementMismatch("placement.routes: expected the routes the cores' connectivity implies, "
+                                "found a different list")
     return mapping

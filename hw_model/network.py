@@ -202,6 +202,8 @@ class ConvLayer(_LayerBase):
     def kernel(self) -> int:
         return int(self.weight.shape[2])
 
+    synapse_kind = "conv"  # how a chip stores its synapses (hw_model.target.SYNAPSE_KINDS)
+
     @property
     def out_shape(self) -> tuple[int, int, int]:
         oh, ow = conv_output_hw(self.in_shape[1], self.in_shape[2], self.kernel, self.stride, self.padding)
@@ -229,6 +231,8 @@ class PoolLayer(_LayerBase):
     def stride(self) -> int:
         return self.kernel
 
+    synapse_kind = "conv"  # a depthwise all-ones convolution
+
     @property
     def out_shape(self) -> tuple[int, int, int]:
         c, h, w = self.in_shape
@@ -245,6 +249,7 @@ class DenseLayer(_LayerBase):
     bias: np.ndarray = None  # (O,) int64
     weight_bits: int = 8
     type_tag = "dense"
+    synapse_kind = "dense"  # every (input, neuron) pair stored, zero weights included
 
     def __post_init__(self) -> None:
         self._check_common()

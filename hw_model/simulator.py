@@ -1,46 +1,36 @@
-"""Bit-accurate, vectorised simulation of a mapped network, tick by tick, with event counts.
+"""Bit-accurate, vectorised simulation of a mapped network on the schedule the chip runs.
 
-**Schedule.** One network time step t is one tick of a layer. Layers are pipelined as on the
-chips (each layer adds one tick of synaptic delay): layer l processes step t during tick
-``t + l``, so a sample takes ``T + L - 1`` ticks (L layers). Within a tick every active core
-works in parallel. The arithmetic is the integer contract of docs/semantics.md, unchanged:
-each core computes the synaptic input of *its* neurons from *its* slice of the weights (neuron
-slice x fan-in group), partial sums of the fan-in groups are added at the soma core together
-with the bias, and ``hw_model.neuron.mtlif_step`` / ``readout_step`` run the neurons. Spike
-outputs and logits are therefore identical to ``hw_model.reference.run_reference``.
+**Schedule** (``hw_model.schedule``): every core updates every tick and adds its bias every
+tick; the input generators send the encoded image in ticks 0..T-1; a spike emitted in tick tau
+is integrated by the next layer in tick tau + 1; layer l resets its membranes at the start of
+tick l + 1 and runs its T-step window in ticks l+1 .. l+T; a sample takes L + T ticks. The fill
+before a layer's window and the drain after it are simulated (they cost events on the chip);
+inside its window every layer computes the integer contract exactly, so the window spikes and
+the logits equal ``hw_model.reference.run_reference`` bit for bit (tested).
 
-**How it is computed** (same numbers, fewer operations): each core's synaptic input is a slice of
-one GEMM per layer (one per fan-in range where the target splits the fan-in); neurons run in
-int32 where a bound proves it exact (``_neuron_dtype``); per-core counts are GEMMs of the
-layer's events with count matrices built once per mapping (``_layer_plans``), exact in float32
-by the bound argument of ``hw_model.synapse``; the encoder's input, the same at every step, is
-processed once.
+**Arithmetic**: each core's synaptic input is its slice of one exact GEMM per layer over every
+tick with a nonzero input (``hw_model.synapse``'s bound: float32/float64 exact); partial sums of
+split fan-in are added at the soma core; ``hw_model.neuron.mtlif_step`` / ``readout_step`` run
+the neurons, in int32 where a bound proves it exact.
 
-**Counts per core per tick** (``COUNT_KINDS``), a count k of spikes arriving on one axon:
+**Counts per core per tick** (``hw_model.pricing.COUNT_KINDS``), for an event of count k on an
+axon driving F synapses of a core (unary targets: k one-bit events; graded: one event carrying k):
 
-- ``input_events``: unary k (k single-bit spikes); graded 1 if k > 0 (one event carries k).
-- ``sops``: unary k x (synapses the axon drives in this core), the sinabs/keras-spiking
-  convention and what TrueNorth / Loihi 1 hardware does; graded (synapses driven) per nonzero
-  input, i.e. one multiply-accumulate per synapse per graded event (its energy is UNCONFIRMED).
-- ``updates`` / ``active_updates``: every neuron of a soma core is updated every tick (leak and
-  bias act even without input); "active" = it received at least one input event this tick.
-- ``spikes``: sum of output counts; ``spike_events``: neurons with a nonzero count.
-- ``packets``: messages a core sends: one per (output event, destination core that listens to
-  that neuron) for spikes (unary: k per count, graded: 1), plus one per nonzero partial sum a
-  fan-in-group core sends to its soma core. ``hops_x`` / ``hops_y``: packets x XY hops per axis.
+- receiving core: ``messages_in`` (unary k, graded 1), ``synapse_reads`` (unary k x F, graded F);
+- every core: ``compartments`` (its neurons, every tick);
+- soma core: ``updates`` (neurons whose state changes: an input arrived, the membrane before the
+  tick or the bias is nonzero), ``spikes_out`` (unary: sum of counts; graded: nonzero counts);
+- sending core: ``messages_out`` (one per spike event and destination core listening to the
+  neuron, and one per nonzero partial sum), ``hops_x`` / ``hops_y`` (messages x XY hops);
+- input generator core: ``input_spikes`` and its messages and hops.
 
-**Pipeline (counts -> time, integer cycles of ``target.cycle_s``)**:
-``core_cycles = sops * c_sop + active_updates * c_update_active + inactive * c_update_inactive``;
-a packet's latency is ``c_packet + hops_x * c_hop_x + hops_y * c_hop_y``; the mesh drain of a
-tick is ``max(longest packet latency, busiest directed link's packets * c_link_packet)``;
-``asap`` targets: ``tick = max(core_cycles) + drain + c_barrier``; ``fixed`` targets: every tick
-lasts ``tick_s`` and a tick whose work exceeds it is counted as an overrun.
-
-**Energy (pricing, separate from counting)**: ``price_energy``: events x energy per event,
-plus ``static_power_w x latency``.
+**Time and energy**: ``hw_model.pricing`` (one definition): per core, the neuron stream and the
+message stream overlap; the tick is the busiest core plus the synchronisation for the tiles in
+use (``asap``) or a fixed tick whose overruns are counted (``fixed``). Energy is events x price
+plus static power by an explicit convention (applied in the report).
 
 Memory stays bounded: ``simulate`` streams batches and keeps per-core totals plus a few scalars
-per sample (latency, energy, SOPs) for the mean / p50 / p99 statistics.
+per sample for the mean / p50 / p99 statistics.
 """
 
 from __future__ import annotations
@@ -58,75 +48,49 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .mapper import Mapping
 from .network import ConvLayer, DenseLayer
 from .neuron import encode_pixels, int32_is_exact, mtlif_step, readout_step
+from .pricing import (
+    COUNT_KINDS,
+    ENERGY_KINDS,
+    CorePrices,
+    core_prices,
+    dynamic_energy,
+    receive_cycles,
+    receive_done_cycles,
+    send_cycles,
+)
 from .reference import check_images, predict
+from .schedule import Schedule, schedule_for
 from .synapse import exact_gemm_dtype, im2col, partial_sum_bound
-from .target import Target, event_cycles
+from .target import sync_cycles
 
 __all__ = [
     "COUNT_KINDS",
     "ENERGY_KINDS",
     "BatchActivity",
     "SimulationResult",
-    "n_ticks",
     "route_latency_cycles",
-    "core_cycles_from_counts",
     "tick_cycles_from",
-    "price_energy",
     "simulate_batch",
     "simulate",
     "summarize",
 ]
 
-COUNT_KINDS = (
-    "input_events",
-    "sops",
-    "updates",
-    "active_updates",
-    "spikes",
-    "spike_events",
-    "packets",
-    "hops_x",
-    "hops_y",
-)
-ENERGY_KINDS = ("sop", "update", "packet", "hop", "static")
+_FAR = np.iinfo(np.int64).max // 4  # "no arrival" for the minimum of arrival times
 
 
-def n_ticks(mapping: Mapping) -> int:
-    """Ticks per sample: T steps plus one tick of pipeline delay per layer after the first."""
-    return mapping.network.timesteps + len(mapping.network.layers) - 1
+def route_latency_cycles(hops_x, hops_y, cycles: dict) -> np.ndarray:
+    """Cycles a message spends on the mesh: hops per axis times their latency (int64, elementwise)."""
+    return np.asarray(hops_x, np.int64) * cycles["hop_x"] + np.asarray(hops_y, np.int64) * cycles["hop_y"]
 
 
-def route_latency_cycles(hops_x: np.ndarray, hops_y: np.ndarray, cycles: dict) -> np.ndarray:
-    """Cycles from a packet's injection to its delivery (int64, elementwise)."""
-    return cycles["packet"] + np.asarray(hops_x, np.int64) * cycles["hop_x"] + np.asarray(hops_y, np.int64) * cycles["hop_y"]
-
-
-def core_cycles_from_counts(counts: dict, cycles: dict) -> np.ndarray:
-    """The per-core pipeline: SOPs, then neuron updates (active / inactive); int64, any shape."""
-    active = counts["active_updates"]
-    return counts["sops"] * cycles["sop"] + active * cycles["update_active"] + (
-        counts["updates"] - active
-    ) * cycles["update_inactive"]
-
-
-def tick_cycles_from(core_cycles: np.ndarray, drain_cycles: np.ndarray, target: Target, cycles: dict):
-    """(tick cycles, overrun mask) from (n_cores, n_ticks, B) core cycles and (n_ticks, B) drain."""
-    work = core_cycles.max(axis=0) + drain_cycles + cycles["barrier"]
+def tick_cycles_from(core_cycles: np.ndarray, mapping: Mapping, cycles: dict):
+    """(tick cycles, overrun mask) from (n_cores, n_ticks, B) core cycles: the busiest core plus
+    the synchronisation for the tiles in use (``asap``), or the fixed tick (``fixed``)."""
+    target = mapping.target
+    work = core_cycles.max(axis=0) + sync_cycles(target, mapping.tiles_in_use)
     if target.time_model == "fixed":
         return np.full_like(work, cycles["tick"]), work > cycles["tick"]
     return work, np.zeros(work.shape, dtype=bool)
-
-
-def price_energy(totals: dict, latency_s, target: Target) -> dict:
-    """Joules per energy kind from event totals (any array shape) and the elapsed seconds."""
-    inactive = totals["updates"] - totals["active_updates"]
-    return {
-        "sop": totals["sops"] * target.energy_sop_j,
-        "update": totals["active_updates"] * target.energy_update_active_j + inactive * target.energy_update_inactive_j,
-        "packet": totals["packets"] * target.energy_packet_j,
-        "hop": totals["hops_x"] * target.energy_hop_x_j + totals["hops_y"] * target.energy_hop_y_j,
-        "static": np.asarray(latency_s, dtype=np.float64) * target.static_power_w,
-    }
 
 
 def _one_blas_thread():
@@ -134,9 +98,8 @@ def _one_blas_thread():
 
     The count GEMMs are skinny (thousands of events x a few cores) and the synaptic GEMMs small;
     OpenBLAS still splits each over all its threads, and the hand-offs cost more than the
-    products, the more so on a shared machine (measured on 2 busy cores, 1000 MNIST images:
-    about 4 s with 2 BLAS threads, 1.4 s with one). threadpoolctl comes with scikit-learn, a
-    dependency; without it the simulation runs unchanged, only slower.
+    products (measured on 2 cores, 1000 MNIST images: about 4 s with 2 BLAS threads, 1.4 s with
+    one). threadpoolctl comes with scikit-learn; without it the simulation runs unchanged, only slower.
     """
     try:
         from threadpoolctl import threadpool_limits
@@ -147,15 +110,14 @@ def _one_blas_thread():
 
 # ----------------------------------------------------------------------------- per-layer plans
 #
-# Everything that depends only on the mapping is built once per ``simulate`` call (not per batch
-# or per tick): the weights in their exact GEMM dtype, the neuron dtype, and one count matrix per
-# kind of event. A tick's per-core counts are then one small GEMM of the layer's events with the
-# matching matrix, instead of a Python loop over the cores with masks and ``np.add.at``.
+# Everything that depends only on the mapping is built once per ``simulate`` call: the weights in
+# their exact GEMM dtype, the neuron dtype, and one count matrix per kind of event. A tick's
+# per-core counts are then one small GEMM of the layer's events with the matching matrix.
+
 
 def _exact_events_matrix(matrix: np.ndarray, max_event: int) -> np.ndarray:
     """``matrix`` (non-negative integers) in the cheapest dtype in which ``events @ matrix`` is
-    exact for events in 0..max_event: every partial sum is at most max_event x the largest column
-    sum, the argument of ``hw_model.synapse`` (float32 up to 2**24, float64 up to 2**53)."""
+    exact for events in 0..max_event (``hw_model.synapse``'s bound argument)."""
     bound = int(max_event) * int(matrix.sum(axis=0).max(initial=0))
     return np.ascontiguousarray(matrix, dtype=exact_gemm_dtype(bound))
 
@@ -173,24 +135,36 @@ def _neuron_dtype(layer, input_bound: int) -> np.dtype:
 
 
 @dataclass(frozen=True, eq=False)
+class _Routes:
+    """The routes leaving one group of cores (a layer's, or the input generators'), as matrices."""
+
+    ids: np.ndarray  # (n_routes,) global route ids
+    src: np.ndarray  # (n_routes,) global source core ids
+    dst: np.ndarray  # (n_routes,) global destination core ids
+    latency: np.ndarray  # (n_routes,) int64 mesh cycles
+    # (n_routes, 3 * n_src_cores): packets, hops_x, hops_y per local source core
+    per_source: np.ndarray
+    n_spike_routes: int  # the first n_spike_routes routes carry spikes, the rest partial sums
+
+
+@dataclass(frozen=True, eq=False)
 class _LayerPlan:
     index: int
     layer: object
     core_ids: np.ndarray  # (n_cores_l,) global ids of the layer's cores
-    gemm_dtype: np.dtype  # exact dtype of the synaptic GEMMs (hw_model.synapse)
-    neuron_dtype: np.dtype  # int32 where provably exact (``_neuron_dtype``), else int64
+    gemm_dtype: np.dtype
+    neuron_dtype: np.dtype
     weight: np.ndarray | None  # in gemm_dtype, as the GEMM reads it: conv (O, K), dense (K, O)
     bias: np.ndarray  # (n_out,) bias per neuron in neuron_dtype (zeros for pool)
+    bias_nonzero: np.ndarray  # (n_out,) bool
     fan_in_ranges: tuple  # distinct (start, stop) fan-in ranges of the cores; one = no split
     core_pieces: tuple  # split fan-in only: per core (range index, n0, n1, partial-sum column or -1)
-    n_partial_sum_routes: int
-    arrival_matrix: np.ndarray  # (n_in, 2 n_cores_l): [axons listened to | synapses driven]
-    activity_matrix: np.ndarray  # (n_units, n_cores_l): soma neurons reading each activity unit
-    spike_matrix: np.ndarray  # (n_out, n_cores_l [+ n_spike_routes, unary]) applied to counts s
-    event_matrix: np.ndarray  # (n_out, n_cores_l [+ n_spike_routes, graded]) applied to s > 0
-    updates: np.ndarray  # (n_cores_l, 1) neurons each core updates per tick (0: not a soma)
-    route_latency: np.ndarray  # (n_routes_l,) int64 cycles, spike routes then partial-sum routes
-    route_matrix: np.ndarray  # (n_routes_l, 3 n_cores_l + n_links): packets, hops_x, hops_y, links
+    reads_matrix: np.ndarray  # (n_in, n_cores_l): synapses of the core the input drives
+    membership: np.ndarray  # (n_out, n_cores_l): 1 where the (soma) core runs the neuron
+    spike_matrix: np.ndarray  # (n_out, n_cores_l [+ n_spike_routes if unary]) applied to counts
+    event_matrix: np.ndarray  # (n_out, n_cores_l [+ n_spike_routes if graded]) applied to counts > 0
+    compartments: np.ndarray  # (n_cores_l, 1) neurons allocated on each core
+    routes: _Routes  # spike routes to the next layer, then partial-sum routes
 
     @property
     def n_cores(self) -> int:
@@ -201,113 +175,116 @@ class _LayerPlan:
         return self.fan_in_ranges != ((0, self.layer.fan_in),)
 
 
-def _activity_units(layer, neurons: np.ndarray) -> np.ndarray:
-    """The unit of ``_input_activity`` each neuron reads: a conv neuron's inputs depend only on its
-    output position, a dense neuron sees the whole input, a pool neuron its own window."""
+@dataclass(frozen=True, eq=False)
+class _Plans:
+    layers: list
+    input_core_ids: np.ndarray
+    input_routes: _Routes
+    input_spike_matrix: np.ndarray  # (n_in, n_input_cores [+ routes if unary]) applied to counts
+    input_event_matrix: np.ndarray  # (n_in, n_input_cores [+ routes if graded]) applied to counts > 0
+    prices: CorePrices
+    schedule: Schedule
+    n_routes: int
+
+
+def _routes_plan(mapping: Mapping, route_ids: list[int], source_ids: np.ndarray, cycles: dict,
+                 max_packets: int, n_spike_routes: int) -> _Routes:
+    local_of = {int(c): i for i, c in enumerate(source_ids)}
+    routes = [mapping.routes[r] for r in route_ids]
+    per_source = np.zeros((len(routes), 3 * len(source_ids)))
+    for row, route in enumerate(routes):
+        local = local_of[route.src]
+        per_source[row, [local, len(source_ids) + local, 2 * len(source_ids) + local]] = (1, route.hops_x,
+                                                                                           route.hops_y)
+    return _Routes(
+        ids=np.array(route_ids, dtype=np.int64),
+        src=np.array([r.src for r in routes], dtype=np.int64),
+        dst=np.array([r.dst for r in routes], dtype=np.int64),
+        latency=route_latency_cycles([r.hops_x for r in routes], [r.hops_y for r in routes], cycles),
+        per_source=_exact_events_matrix(per_source, max_packets),
+        n_spike_routes=n_spike_routes,
+    )
+
+
+def _spike_matrices(membership: np.ndarray, route_neurons: np.ndarray, unary: bool, smax: int):
+    """(matrix applied to counts, matrix applied to counts > 0): spikes/events per core, and the
+    packets per route (unary: one per spike; graded: one per nonzero count)."""
+    route_neurons = np.asarray(route_neurons)
+    by_count = np.hstack([membership, route_neurons]) if unary else membership
+    by_event = membership if unary else np.hstack([membership, route_neurons])
+    return _exact_events_matrix(by_count, smax), _exact_events_matrix(by_event, 1)
+
+
+def _layer_plan(mapping: Mapping, index: int, cycles: dict) -> _LayerPlan:
+    net = mapping.network
+    layer = net.layers[index]
+    unary = mapping.target.encoding == "unary"
+    core_ids = np.array(mapping.layer_cores[index], dtype=np.int64)
+    cores = [mapping.cores[c] for c in core_ids]
+    nc, n_out, p = len(cores), layer.n_neurons, layer.neuron
+    smax_in = net.input_smax(index)
+    bound = partial_sum_bound(layer, smax_in)
+    gemm_dtype, neuron_dtype = exact_gemm_dtype(bound), _neuron_dtype(layer, bound)
+    weight, bias = None, np.zeros(n_out, dtype=neuron_dtype)
     if isinstance(layer, ConvLayer):
-        return neurons % (layer.out_shape[1] * layer.out_shape[2])
-    if isinstance(layer, DenseLayer):
-        return np.zeros_like(neurons)
-    return neurons
+        weight = layer.weight.reshape(layer.weight.shape[0], -1).astype(gemm_dtype)
+        bias = np.repeat(layer.bias, layer.out_shape[1] * layer.out_shape[2]).astype(neuron_dtype)
+    elif isinstance(layer, DenseLayer):
+        weight = np.ascontiguousarray(layer.weight.T, dtype=gemm_dtype)
+        bias = layer.bias.astype(neuron_dtype)
+
+    n_in = int(np.prod(layer.in_shape))
+    reads = np.zeros((n_in, nc))
+    membership = np.zeros((n_out, nc))
+    compartments = np.zeros((nc, 1), dtype=np.int64)
+    for local, core in enumerate(cores):
+        conn = mapping.connectivity[core.core_id]
+        reads[conn.axons, local] = conn.fanout
+        compartments[local] = core.n_neurons
+        if core.soma:
+            membership[np.arange(*core.neurons), local] = 1.0
+
+    ranges = tuple(dict.fromkeys(core.fan_in for core in cores))
+    psum_ids = [r.route_id for r in mapping.routes if r.layer_index == index and r.kind == "partial_sum"]
+    psum_column = {mapping.routes[r].src: i for i, r in enumerate(psum_ids)}
+    pieces = tuple((ranges.index(core.fan_in), *core.neurons, psum_column.get(core.core_id, -1)) for core in cores)
+    spike_ids = list(mapping.spike_route_ids[index])
+    by_count, by_event = _spike_matrices(membership, mapping.spike_route_neurons[index], unary, p.smax)
+    max_packets = max(p.smax, 1) * max(n_out, 1)
+    return _LayerPlan(
+        index=index, layer=layer, core_ids=core_ids, gemm_dtype=gemm_dtype, neuron_dtype=neuron_dtype,
+        weight=weight, bias=bias, bias_nonzero=bias != 0, fan_in_ranges=ranges, core_pieces=pieces,
+        reads_matrix=_exact_events_matrix(reads, smax_in if unary else 1),
+        membership=_exact_events_matrix(membership, 1), spike_matrix=by_count, event_matrix=by_event,
+        compartments=compartments,
+        routes=_routes_plan(mapping, spike_ids + psum_ids, core_ids, cycles, max_packets, len(spike_ids)),
+    )
 
 
-def _n_activity_units(layer) -> int:
-    if isinstance(layer, ConvLayer):
-        return layer.out_shape[1] * layer.out_shape[2]
-    return 1 if isinstance(layer, DenseLayer) else layer.n_neurons
-
-
-def _layer_plans(mapping: Mapping, cycles: dict) -> list[_LayerPlan]:
-    plans = []
+def _plans(mapping: Mapping) -> _Plans:
+    prices = core_prices(mapping)
+    cycles = prices.cycles
     net = mapping.network
     unary = mapping.target.encoding == "unary"
-    for index, layer in enumerate(net.layers):
-        core_ids = np.array(mapping.layer_cores[index], dtype=np.int64)
-        cores = [mapping.cores[c] for c in core_ids]
-        nc, n_out, p = len(cores), layer.n_neurons, layer.neuron
-        smax_in = net.input_smax(index)
-        bound = partial_sum_bound(layer, smax_in)
-        gemm_dtype, neuron_dtype = exact_gemm_dtype(bound), _neuron_dtype(layer, bound)
-        weight, bias = None, np.zeros(n_out, dtype=neuron_dtype)
-        if isinstance(layer, ConvLayer):
-            weight = layer.weight.reshape(layer.weight.shape[0], -1).astype(gemm_dtype)
-            bias = np.repeat(layer.bias, layer.out_shape[1] * layer.out_shape[2]).astype(neuron_dtype)
-        elif isinstance(layer, DenseLayer):
-            weight = np.ascontiguousarray(layer.weight.T, dtype=gemm_dtype)
-            bias = layer.bias.astype(neuron_dtype)
-
-        # input side: axons and synapses per core; neurons of each soma core per activity unit
-        n_in = int(np.prod(layer.in_shape))
-        arrival = np.zeros((n_in, 2 * nc))
-        activity = np.zeros((_n_activity_units(layer), nc))
-        membership = np.zeros((n_out, nc))  # 1 where the soma core runs the neuron
-        updates = np.zeros((nc, 1), dtype=np.int64)
-        for local, core in enumerate(cores):
-            conn = mapping.connectivity[core.core_id]
-            arrival[conn.axons, local] = 1.0
-            arrival[conn.axons, nc + local] = conn.fanout
-            if core.soma:
-                neurons = np.arange(*core.neurons)
-                activity[:, local] = np.bincount(_activity_units(layer, neurons), minlength=activity.shape[0])
-                membership[neurons, local] = 1.0
-                updates[local] = core.n_neurons
-
-        # synaptic input: one GEMM per distinct fan-in range (one for the layer unless split)
-        ranges = tuple(dict.fromkeys(core.fan_in for core in cores))
-        spike_ids = list(mapping.spike_route_ids[index])
-        psum_ids = [r.route_id for r in mapping.routes if r.layer_index == index and r.kind == "partial_sum"]
-        psum_column = {mapping.routes[r].src: i for i, r in enumerate(psum_ids)}
-        pieces = tuple((ranges.index(core.fan_in), *core.neurons, psum_column.get(core.core_id, -1)) for core in cores)
-
-        # output side: spikes and spike events per soma core, and packets per spike route
-        spike_routes = np.asarray(mapping.spike_route_neurons[index])
-        by_count = np.hstack([membership, spike_routes]) if unary else membership
-        by_event = membership if unary else np.hstack([membership, spike_routes])
-
-        # routes -> packets / hops per source core and packets per link
-        routes = [mapping.routes[r] for r in spike_ids + psum_ids]
-        local_of = {int(c): local for local, c in enumerate(core_ids)}
-        hops = np.array([[r.hops_x, r.hops_y] for r in routes], dtype=np.int64).reshape(-1, 2)
-        route_matrix = np.zeros((len(routes), 3 * nc + len(mapping.links)))
-        for row, route in enumerate(routes):
-            src = local_of[route.src]
-            route_matrix[row, [src, nc + src, 2 * nc + src]] = (1, route.hops_x, route.hops_y)
-            route_matrix[row, [3 * nc + link for link in route.links]] = 1.0
-        max_packets = max(p.smax, 1) * n_out  # a route carries at most this many packets a tick
-
-        plans.append(
-            _LayerPlan(
-                index=index,
-                layer=layer,
-                core_ids=core_ids,
-                gemm_dtype=gemm_dtype,
-                neuron_dtype=neuron_dtype,
-                weight=weight,
-                bias=bias,
-                fan_in_ranges=ranges,
-                core_pieces=pieces,
-                n_partial_sum_routes=len(psum_ids),
-                arrival_matrix=_exact_events_matrix(arrival, smax_in if unary else 1),
-                activity_matrix=_exact_events_matrix(activity, 1),
-                spike_matrix=_exact_events_matrix(by_count, p.smax),
-                event_matrix=_exact_events_matrix(by_event, 1),
-                updates=updates,
-                route_latency=route_latency_cycles(hops[:, 0], hops[:, 1], cycles),
-                route_matrix=_exact_events_matrix(route_matrix, max_packets),
-            )
-        )
-    return plans
+    input_ids = np.array(mapping.input_cores, dtype=np.int64)
+    n_in = int(np.prod(net.encoder.shape))
+    membership = np.zeros((n_in, len(input_ids)))
+    for local, core_id in enumerate(input_ids):
+        membership[np.arange(*mapping.cores[core_id].neurons), local] = 1.0
+    by_count, by_event = _spike_matrices(membership, mapping.input_route_neurons, unary, net.encoder.smax)
+    input_routes = _routes_plan(mapping, list(mapping.input_route_ids), input_ids, cycles,
+                                max(net.encoder.smax, 1) * n_in, len(mapping.input_route_ids))
+    layers = [_layer_plan(mapping, index, cycles) for index in range(len(net.layers))]
+    return _Plans(layers=layers, input_core_ids=input_ids, input_routes=input_routes,
+                  input_spike_matrix=by_count, input_event_matrix=by_event, prices=prices,
+                  schedule=schedule_for(net), n_routes=len(mapping.routes))
 
 
-# ----------------------------------------------------------------------------- one layer-step
+# ----------------------------------------------------------------------------- synaptic input
 
 
 def _conv_patches(layer, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """(B, K, P) patches in ``dtype``: fan-in in the weight's (C, kh, kw) order, then positions.
-
-    Laid out so that weight (O, K) @ patches gives the output channels-first, (B, O, P), with no
-    transposing copy of the result (faster than ``im2col``'s (B, P, K) for these shapes).
-    """
+    """(B, K, P) patches in ``dtype``: fan-in in the weight's (C, kh, kw) order, then positions."""
     k, stride, pad = layer.kernel, layer.stride, layer.padding
     x = x.astype(dtype)
     if pad:
@@ -341,38 +318,44 @@ def _fan_in_input(plan: _LayerPlan, operand: np.ndarray, b: int, c0: int, c1: in
     return out.reshape(b, -1)
 
 
-def _synaptic_input(plan: _LayerPlan, x: np.ndarray):
-    """(current (B, n_out) with bias, partial-sum packets (B, n_partial_sum_routes) int64).
+def _synaptic_input(plan: _LayerPlan, x: np.ndarray, per_neuron: bool = False):
+    """(current (B, n_out) without bias, partial-sum messages (B, n_partial_sum_routes) int64).
+    With ``per_neuron`` (split fan-in only) the messages come as (messages, {core position:
+    (B, its neurons) bool: that core's partial sum of the neuron is nonzero}).
 
     Unsplit fan-in: one GEMM for all the layer's cores (each core's input is a slice of it).
     Split fan-in: one GEMM per fan-in range; each core adds its own slice of its range's partial
-    sums, and a non-soma core sends one packet per nonzero partial sum to its soma core.
+    sums, and a non-soma core sends one message per nonzero partial sum to its soma core.
     """
     b = x.shape[0]
     operand = _gemm_operand(plan.layer, x, plan.gemm_dtype)
-    psum_packets = np.zeros((b, plan.n_partial_sum_routes), dtype=np.int64)
+    n_psum = plan.routes.per_source.shape[0] - plan.routes.n_spike_routes
+    psum_messages = np.zeros((b, n_psum), dtype=np.int64)
     if not plan.split_fan_in:
-        current = _fan_in_input(plan, operand, b, 0, plan.layer.fan_in)
-    else:
-        partials = [_fan_in_input(plan, operand, b, c0, c1) for c0, c1 in plan.fan_in_ranges]
-        current = np.zeros((b, plan.layer.n_neurons), dtype=plan.neuron_dtype)
-        for range_index, n0, n1, column in plan.core_pieces:
-            piece = partials[range_index][:, n0:n1]
-            current[:, n0:n1] += piece
-            if column >= 0:
-                psum_packets[:, column] = np.count_nonzero(piece, axis=1)
-    current += plan.bias
-    return current, psum_packets
+        return _fan_in_input(plan, operand, b, 0, plan.layer.fan_in), psum_messages
+    partials = [_fan_in_input(plan, operand, b, c0, c1) for c0, c1 in plan.fan_in_ranges]
+    current = np.zeros((b, plan.layer.n_neurons), dtype=plan.neuron_dtype)
+    nonzero = {}
+    for local, (range_index, n0, n1, column) in enumerate(plan.core_pieces):
+        piece = partials[range_index][:, n0:n1]
+        current[:, n0:n1] += piece
+        if column >= 0:
+            psum_messages[:, column] = np.count_nonzero(piece, axis=1)
+            if per_neuron:
+                nonzero[local] = piece != 0
+    return current, (psum_messages, nonzero) if per_neuron else psum_messages
 
 
-def _input_activity(layer, x: np.ndarray) -> np.ndarray:
-    """(B, n_units) bool: the unit (``_activity_units``) has a connected input with a nonzero count."""
+def _input_arrived(layer, x: np.ndarray) -> np.ndarray:
+    """(B, n_out) bool: the neuron has a connected input with a nonzero count in ``x``."""
     b = x.shape[0]
     if isinstance(layer, DenseLayer):
-        return (x.reshape(b, -1) != 0).any(axis=1, keepdims=True)
+        any_input = (x.reshape(b, -1) != 0).any(axis=1)
+        return np.repeat(any_input[:, None], layer.n_neurons, axis=1)
     if isinstance(layer, ConvLayer):  # any channel, then any position of the receptive field
         nonzero = (x != 0).any(axis=1, keepdims=True)
-        return im2col(nonzero, layer.kernel, layer.stride, layer.padding).any(axis=-1).reshape(b, -1)
+        per_position = im2col(nonzero, layer.kernel, layer.stride, layer.padding).any(axis=-1).reshape(b, 1, -1)
+        return np.broadcast_to(per_position, (b, layer.out_shape[0], per_position.shape[-1])).reshape(b, -1)
     k = layer.kernel  # pool: the neuron's own window
     _, oh, ow = layer.out_shape
     nonzero = x != 0
@@ -382,19 +365,6 @@ def _input_activity(layer, x: np.ndarray) -> np.ndarray:
     return window.reshape(b, -1)
 
 
-def _count_routes(plan: _LayerPlan, route_packets: np.ndarray, counts: dict, tick: int,
-                  drain: np.ndarray, link_tick: np.ndarray) -> None:
-    """Packets and hops per source core, packets per link, and the longest packet latency."""
-    nc, ids = plan.n_cores, plan.core_ids
-    per_core = _count(route_packets, plan.route_matrix)
-    counts["packets"][ids, tick] = per_core[:, :nc].T
-    counts["hops_x"][ids, tick] = per_core[:, nc : 2 * nc].T
-    counts["hops_y"][ids, tick] = per_core[:, 2 * nc : 3 * nc].T
-    link_tick[tick] += per_core[:, 3 * nc :]
-    latency = np.where(route_packets > 0, plan.route_latency, 0).max(axis=1)
-    drain[tick] = np.maximum(drain[tick], latency)
-
-
 # ----------------------------------------------------------------------------- one batch
 
 
@@ -402,93 +372,205 @@ def _count_routes(plan: _LayerPlan, route_packets: np.ndarray, counts: dict, tic
 class BatchActivity:
     """Everything a batch of B samples did. Per-core arrays are indexed (core id, tick, sample)."""
 
-    logits: np.ndarray  # (B, n_classes) int64
-    spikes: dict  # layer name -> (T, B, *out_shape) uint8 (empty unless record_spikes)
-    saturations: dict  # layer name -> neuron-steps clipped at the accumulator limit
+    logits: np.ndarray  # (B, n_classes) int64: the readout at the end of its window
+    spikes: dict  # layer name -> (T, B, *out_shape) uint8 window spikes (empty unless record_spikes)
+    tick_spikes: dict  # layer name -> (n_ticks, B, n_out) uint8 every tick (empty unless record_ticks)
+    tick_updates: dict  # layer name -> (n_ticks, B, n_out) bool neuron updated (empty unless record_ticks)
+    tick_psums: dict  # layer name -> {non-soma core id: (n_ticks, B, its neurons) bool: partial sum sent}
+    spike_totals: dict  # layer name -> (window spikes, spikes over every tick incl. fill and drain,
+    #                                  neuron-steps with a nonzero count in the window)
+    saturations: dict  # layer name -> neuron-steps clipped inside the layer's window
     counts: dict  # kind -> (n_cores, n_ticks, B) int64
     core_cycles: np.ndarray  # (n_cores, n_ticks, B) int64
-    drain_cycles: np.ndarray  # (n_ticks, B) int64
-    max_link_load: np.ndarray  # (n_ticks, B) int64 packets on the busiest directed link
-    link_load: np.ndarray  # (n_links,) int64 packets per link, summed over ticks and samples
     tick_cycles: np.ndarray  # (n_ticks, B) int64
     overruns: np.ndarray  # (n_ticks, B) bool (fixed-tick targets: work longer than the tick)
+    link_load: np.ndarray  # (n_links,) int64 messages per directed link, summed over ticks and samples
 
 
-def simulate_batch(mapping: Mapping, images: np.ndarray, *, record_spikes: bool = False,
-                   _plans: list | None = None) -> BatchActivity:
-    """Run one batch of uint8 images (B, C, H, W) on the mapped cores."""
+def simulate_batch(mapping: Mapping, images: np.ndarray, *, record_spikes: bool = False, record_ticks: bool = False,
+                   _plans: _Plans | None = None) -> BatchActivity:
+    """Run one batch of uint8 images (B, C, H, W) on the mapped cores, tick by tick."""
     with _one_blas_thread():
-        return _simulate_batch(mapping, images, record_spikes=record_spikes, plans=_plans)
+        return _simulate_batch(mapping, images, record_spikes, record_ticks, _plans or _plans_of(mapping))
 
 
-def _simulate_batch(mapping: Mapping, images: np.ndarray, *, record_spikes: bool, plans: list | None) -> BatchActivity:
+def _plans_of(mapping: Mapping) -> _Plans:
+    return _plans(mapping)
+
+
+def _events(counts: np.ndarray, unary: bool) -> np.ndarray:
+    return counts if unary else counts > 0
+
+
+def _send_side(routes: _Routes, src_ids: np.ndarray, by_count: np.ndarray, by_event: np.ndarray, s: np.ndarray,
+               unary: bool, psum_messages: np.ndarray | None):
+    """(spikes/events per source core (B, n_src), packets per route (B, n_routes), per-source
+    counts (B, 3 n_src): messages, hops_x, hops_y)."""
+    n_src = src_ids.size
+    counted, evented = _count(s, by_count), _count(s > 0, by_event)
+    spikes_out = counted[:, :n_src] if unary else evented[:, :n_src]
+    packets = (counted if unary else evented)[:, n_src:]
+    n_psum = routes.per_source.shape[0] - routes.n_spike_routes
+    if n_psum:
+        if psum_messages is None:  # nothing arrived at the layer this tick: no partial sums
+            psum_messages = np.zeros((s.shape[0], n_psum), dtype=np.int64)
+        packets = np.concatenate([packets, psum_messages], axis=1)
+    per_source = _count(packets, routes.per_source) if packets.shape[1] else np.zeros((s.shape[0], 3 * n_src),
+                                                                                        np.int64)
+    return spikes_out, packets, per_source
+
+
+def _store_send(counts: dict, ids: np.ndarray, tick: int, per_source: np.ndarray) -> None:
+    n = ids.size
+    counts["messages_out"][ids, tick] += per_source[:, :n].T
+    counts["hops_x"][ids, tick] += per_source[:, n : 2 * n].T
+    counts["hops_y"][ids, tick] += per_source[:, 2 * n :].T
+
+
+def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, record_ticks: bool,
+                    plans: _Plans) -> BatchActivity:
     net, target = mapping.network, mapping.target
     images = check_images(net, images)
-    cycles = event_cycles(target)
-    plans = plans if plans is not None else _layer_plans(mapping, cycles)
-    b, steps, ticks = images.shape[0], net.timesteps, n_ticks(mapping)
     unary = target.encoding == "unary"
-    counts = {kind: np.zeros((mapping.n_cores, ticks, b), dtype=np.int64) for kind in COUNT_KINDS}
-    drain = np.zeros((ticks, b), dtype=np.int64)
-    link_tick = np.zeros((ticks, b, len(mapping.links)), dtype=np.int64)
-    spikes, saturations = {}, {}
-    inputs = [encode_pixels(images, net.encoder.smax)] * steps
-    logits = None
-    for plan in plans:
-        layer, p, ids, nc = plan.layer, plan.layer.neuron, plan.core_ids, plan.n_cores
+    sched = plans.schedule
+    b, n_ticks, steps = images.shape[0], sched.n_ticks, net.timesteps
+    counts = {kind: np.zeros((mapping.n_cores, n_ticks, b), dtype=np.int64) for kind in COUNT_KINDS}
+    route_packets = np.zeros((plans.n_routes, n_ticks, b), dtype=np.int64)
+
+    # the input generators: the encoded image in ticks 0..T-1
+    encoded = encode_pixels(images, net.encoder.smax).reshape(b, -1)
+    source = np.zeros((n_ticks, b) + tuple(net.encoder.shape), dtype=np.uint8)
+    source[: steps] = encoded.reshape((b,) + tuple(net.encoder.shape))
+    spikes_out, packets, per_source = _send_side(plans.input_routes, plans.input_core_ids, plans.input_spike_matrix,
+                                                 plans.input_event_matrix, encoded, unary, None)
+    for tick in sched.input_ticks:
+        counts["input_spikes"][plans.input_core_ids, tick] = spikes_out.T
+        _store_send(counts, plans.input_core_ids, tick, per_source)
+        route_packets[plans.input_routes.ids, tick] = packets.T
+
+    spikes, tick_spikes, spike_totals, saturations, logits = {}, {}, {}, {}, None
+    tick_updates, tick_psums = {}, {}
+    for plan in plans.layers:
+        layer, p, ids = plan.layer, plan.layer.neuron, plan.core_ids
+        flat = source.reshape(n_ticks, b, -1)
+        active_ticks = [t for t in range(n_ticks) if flat[t].any()]
+        # receiving side: the messages the source emits in tick t are read in tick t
+        for t in active_ticks:
+            counts["synapse_reads"][ids, t] = _count(_events(flat[t], unary), plan.reads_matrix).T
+        # neuron side: tick t integrates what the source emitted in tick t - 1
+        currents, psums, arrived, partial_nonzero = {}, {}, {}, {}
+        if active_ticks:
+            stacked = np.concatenate([source[t] for t in active_ticks], axis=0)
+            current, psum = _synaptic_input(plan, stacked, record_ticks)
+            if record_ticks and plan.split_fan_in:
+                psum, nonzero = psum
+                for i, t in enumerate(active_ticks):
+                    partial_nonzero[t] = {local: sent[i * b : (i + 1) * b] for local, sent in nonzero.items()}
+            for i, t in enumerate(active_ticks):
+                currents[t + 1] = current[i * b : (i + 1) * b]
+                psums[t] = psum[i * b : (i + 1) * b]
+                arrived[t + 1] = _input_arrived(layer, source[t])
         v = np.zeros((b, layer.n_neurons), dtype=plan.neuron_dtype)
-        layer_spikes = np.zeros((steps, b) + tuple(layer.out_shape), np.uint8) if not layer.readout else None
-        clipped_total, previous = 0, None
-        for t in range(steps):
-            tick = t + plan.index
-            x = inputs[t]
-            if x is not previous:  # the encoder's counts are one array for every step: compute once
-                flat = x.reshape(b, -1)
-                arrivals = _count(flat if unary else flat > 0, plan.arrival_matrix)
-                current, psum_packets = _synaptic_input(plan, x)
-                active = _count(_input_activity(layer, x), plan.activity_matrix)
-                previous = x
-            counts["input_events"][ids, tick] = arrivals[:, :nc].T
-            counts["sops"][ids, tick] = arrivals[:, nc:].T
-            counts["updates"][ids, tick] = plan.updates
-            counts["active_updates"][ids, tick] = active.T
+        window = sched.window(plan.index)
+        if record_ticks:
+            tick_updates[layer.name] = np.zeros((n_ticks, b, layer.n_neurons), dtype=bool)
+            if plan.split_fan_in:
+                tick_psums[layer.name] = {}
+                for local, (_, n0, n1, column) in enumerate(plan.core_pieces):
+                    if column >= 0:
+                        sent = np.zeros((n_ticks, b, n1 - n0), dtype=bool)
+                        for t, partial in partial_nonzero.items():
+                            sent[t] = partial[local]
+                        tick_psums[layer.name][int(ids[local])] = sent
+        out = np.zeros((n_ticks, b, layer.n_neurons), dtype=np.uint8) if not layer.readout else None
+        clipped_in_window = 0
+        counts["compartments"][ids] = plan.compartments[:, :, None]
+        for t in range(n_ticks):
+            if t == sched.reset_tick(plan.index):
+                v = np.zeros_like(v)  # the per-layer reset offset (hw_model.schedule)
+            i_t = plan.bias + currents[t] if t in currents else np.broadcast_to(plan.bias, v.shape)
+            updated = (v != 0) | plan.bias_nonzero
+            if t in arrived:
+                updated |= arrived[t]
+            counts["updates"][ids, t] = _count(updated, plan.membership).T
+            if record_ticks:
+                tick_updates[layer.name][t] = updated
             if layer.readout:
-                v, clipped = readout_step(v, current, p.acc_bits)
-                spike_packets = np.zeros((b, 0), dtype=np.int64)
+                v, clipped = readout_step(v, i_t, p.acc_bits)
             else:
-                s, v, clipped = mtlif_step(v, current, p.theta_int, p.delta, p.smax, p.acc_bits)
-                layer_spikes[t] = s.reshape((b,) + tuple(layer.out_shape))
-                by_count, by_event = _count(s, plan.spike_matrix), _count(s > 0, plan.event_matrix)
-                counts["spikes"][ids, tick] = by_count[:, :nc].T
-                counts["spike_events"][ids, tick] = by_event[:, :nc].T
-                spike_packets = (by_count if unary else by_event)[:, nc:]
-            clipped_total += int(np.count_nonzero(clipped))
-            if plan.route_latency.size:
-                route_packets = np.concatenate([spike_packets, psum_packets], axis=1)
-                _count_routes(plan, route_packets, counts, tick, drain, link_tick)
-        saturations[layer.name] = clipped_total
+                s, v, clipped = mtlif_step(v, i_t, p.theta_int, p.delta, p.smax, p.acc_bits)
+                out[t] = s
+                spiked, packets, per_source = _send_side(plan.routes, ids, plan.spike_matrix, plan.event_matrix, s,
+                                                         unary, psums.get(t))
+                counts["spikes_out"][ids, t] = spiked.T
+                _store_send(counts, ids, t, per_source)
+                route_packets[plan.routes.ids, t] = packets.T
+            if layer.readout and t in psums:  # a split readout still sends its partial sums
+                _, packets, per_source = _send_side(plan.routes, ids, plan.spike_matrix, plan.event_matrix,
+                                                    np.zeros((b, layer.n_neurons), np.int64), unary, psums[t])
+                _store_send(counts, ids, t, per_source)
+                route_packets[plan.routes.ids, t] = packets.T
+            if t in window:
+                clipped_in_window += int(np.count_nonzero(clipped))
+        saturations[layer.name] = clipped_in_window
         if layer.readout:
             logits = v.reshape(b, -1).astype(np.int64)
-        else:
-            if record_spikes:
-                spikes[layer.name] = layer_spikes
-            inputs = [layer_spikes[t] for t in range(steps)]
-    max_link = link_tick.max(axis=2) if mapping.links else np.zeros((ticks, b), dtype=np.int64)
-    drain = np.maximum(drain, max_link * cycles["link_packet"])
-    core_cycles = core_cycles_from_counts(counts, cycles)
-    tick_cycles, overruns = tick_cycles_from(core_cycles, drain, target, cycles)
-    return BatchActivity(
-        logits=logits,
-        spikes=spikes,
-        saturations=saturations,
-        counts=counts,
-        core_cycles=core_cycles,
-        drain_cycles=drain,
-        max_link_load=max_link,
-        link_load=link_tick.sum(axis=(0, 1)),
-        tick_cycles=tick_cycles,
-        overruns=overruns,
-    )
+            break
+        out_shape = (n_ticks, b) + tuple(layer.out_shape)
+        in_window = out[window.start : window.stop]
+        spike_totals[layer.name] = (int(in_window.sum(dtype=np.int64)), int(out.sum(dtype=np.int64)),
+                                    int(np.count_nonzero(in_window)))
+        if record_spikes:
+            spikes[layer.name] = out[window.start : window.stop].reshape((steps, b) + tuple(layer.out_shape))
+        if record_ticks:
+            tick_spikes[layer.name] = out
+        source = out.reshape(out_shape)
+
+    for routes in _all_routes(plans):  # every message arrives at its route's destination core
+        np.add.at(counts["messages_in"], routes.dst, route_packets[routes.ids])
+    core_cycles = _core_cycles(mapping, plans, counts, route_packets)
+    tick_cycles, overruns = tick_cycles_from(core_cycles, mapping, plans.prices.cycles)
+    return BatchActivity(logits=logits, spikes=spikes, tick_spikes=tick_spikes, tick_updates=tick_updates,
+                         tick_psums=tick_psums, spike_totals=spike_totals,
+                         saturations=saturations,
+                         counts=counts, core_cycles=core_cycles, tick_cycles=tick_cycles, overruns=overruns,
+                         link_load=_link_load(mapping, route_packets))
+
+
+def _all_routes(plans: _Plans) -> list[_Routes]:
+    return [plans.input_routes] + [plan.routes for plan in plans.layers]
+
+
+def _core_cycles(mapping: Mapping, plans: _Plans, counts: dict, route_packets: np.ndarray) -> np.ndarray:
+    """Per core and tick: the longer of the neuron stream and the message stream, the latter no
+    earlier than its messages arrive (``hw_model.pricing``)."""
+    prices = plans.prices
+    send = send_cycles(counts, prices)
+    work = receive_cycles(counts, prices)
+    first = np.full(send.shape, _FAR, dtype=np.int64)
+    last = np.zeros(send.shape, dtype=np.int64)
+    axon_out = prices.cycles["axon_out"]
+    for routes in _all_routes(plans):
+        if not routes.ids.size:
+            continue
+        active = route_packets[routes.ids] > 0  # (n_routes, n_ticks, B)
+        latency = routes.latency[:, None, None]
+        first_r = np.where(active, latency + axon_out, _FAR)
+        last_r = np.where(active, send[routes.src] + latency, 0)
+        np.minimum.at(first, routes.dst, first_r)
+        np.maximum.at(last, routes.dst, last_r)
+    done = receive_done_cycles(work, counts["messages_in"], first, last)
+    return np.maximum(send, done)
+
+
+def _link_load(mapping: Mapping, route_packets: np.ndarray) -> np.ndarray:
+    """Messages per directed link, summed over ticks and samples."""
+    load = np.zeros(len(mapping.links), dtype=np.int64)
+    per_route = route_packets.sum(axis=(1, 2))
+    for route, packets in zip(mapping.routes, per_route):
+        if packets:
+            load[list(route.links)] += packets
+    return load
 
 
 # ----------------------------------------------------------------------------- streaming
@@ -502,16 +584,19 @@ class SimulationResult:
     n_samples: int
     logits: np.ndarray  # (N, n_classes) int64
     labels: np.ndarray | None  # (N,) int64 or None
-    saturations: dict  # layer name -> clipped neuron-steps, all samples
+    saturations: dict  # layer name -> clipped neuron-steps inside the windows, all samples
     core_counts: dict  # kind -> (n_cores,) int64 summed over ticks and samples
+    core_energy_j: dict  # ENERGY_KINDS -> (n_cores,) dynamic joules summed over ticks and samples
     core_cycles: np.ndarray  # (n_cores,) int64 busy cycles summed over ticks and samples
-    layer_busy_cycles: np.ndarray  # (n_layers,) int64: sum over ticks of the layer's slowest core
-    link_load: np.ndarray  # (n_links,) int64 packets per directed link
-    max_link_load: int  # busiest link in any one tick
+    window_cycles: np.ndarray  # (n_cores,) int64 busy cycles inside the core's layer window (steady state)
+    layer_busy_cycles: np.ndarray  # (n_layers,) int64: sum over ticks of the layer's busiest core
+    link_load: np.ndarray  # (n_links,) int64 messages per directed link
     overruns: int  # ticks (over all samples) whose work exceeded a fixed tick
-    time_cycles: dict  # "compute" / "drain" / "barrier" / "idle" -> cycles summed over samples
-    per_sample: dict  # "latency_s", "cycles", "energy_j", "sops" -> (N,) arrays
-    energy_j: dict  # ENERGY_KINDS -> joules summed over samples
+    time_cycles: dict  # "compute" / "sync" / "idle" -> cycles summed over samples
+    per_sample: dict  # "latency_s", "cycles", "dynamic_j", "synapse_reads" -> (N,) arrays
+    window_spikes: dict  # layer name -> spike count inside the windows, all samples
+    tick_spikes: dict  # layer name -> spike count over every tick (fill and drain too), all samples
+    window_events: dict  # layer name -> neuron-steps with a nonzero count inside the windows
 
     @property
     def predictions(self) -> np.ndarray:
@@ -548,12 +633,12 @@ def simulate(
         return _simulate_stream(mapping, images, labels, batch_size, progress, workers)
 
 
-def _batch_activities(mapping: Mapping, images: np.ndarray, batch_size: int, plans: list, workers: int):
+def _batch_activities(mapping: Mapping, images: np.ndarray, batch_size: int, plans: _Plans, workers: int):
     """(start, BatchActivity) in batch order; at most ``workers`` batches in flight (bounded memory)."""
     starts = range(0, images.shape[0], batch_size)
 
     def run(start: int) -> BatchActivity:
-        return _simulate_batch(mapping, images[start : start + batch_size], record_spikes=False, plans=plans)
+        return _simulate_batch(mapping, images[start : start + batch_size], False, False, plans)
 
     if workers == 1:
         for start in starts:
@@ -571,55 +656,71 @@ def _batch_activities(mapping: Mapping, images: np.ndarray, batch_size: int, pla
             yield first, future.result()
 
 
+def _window_mask(mapping: Mapping, schedule: Schedule) -> np.ndarray:
+    """(n_cores, n_ticks) bool: the ticks in which each core's layer runs its window (input
+    generators: their sending ticks)."""
+    mask = np.zeros((mapping.n_cores, schedule.n_ticks), dtype=bool)
+    for core in mapping.cores:
+        ticks = schedule.input_ticks if core.is_input else schedule.window(core.layer_index)
+        mask[core.core_id, ticks.start : ticks.stop] = True
+    return mask
+
+
 def _simulate_stream(mapping: Mapping, images: np.ndarray, labels, batch_size: int, progress,
                      workers: int = 1) -> SimulationResult:
     net, target = mapping.network, mapping.target
     images = check_images(net, images)
-    cycles = event_cycles(target)
-    plans = _layer_plans(mapping, cycles)
+    plans = _plans(mapping)
+    prices, schedule = plans.prices, plans.schedule
     n = images.shape[0]
+    sync = sync_cycles(target, mapping.tiles_in_use)
+    windows = _window_mask(mapping, schedule)[:, :, None]
     core_counts = {kind: np.zeros(mapping.n_cores, dtype=np.int64) for kind in COUNT_KINDS}
+    core_energy = {kind: np.zeros(mapping.n_cores) for kind in ENERGY_KINDS}
     core_cycles = np.zeros(mapping.n_cores, dtype=np.int64)
+    window_cycles = np.zeros(mapping.n_cores, dtype=np.int64)
     layer_busy = np.zeros(len(net.layers), dtype=np.int64)
     link_load = np.zeros(len(mapping.links), dtype=np.int64)
-    time_cycles = {"compute": 0, "drain": 0, "barrier": 0, "idle": 0}
+    time_cycles = {"compute": 0, "sync": 0, "idle": 0}
     saturations = {layer.name: 0 for layer in net.layers}
-    per_sample = {key: np.zeros(n) for key in ("latency_s", "cycles", "energy_j", "sops")}
-    energy = {kind: 0.0 for kind in ENERGY_KINDS}
-    logits, max_link, overruns = [], 0, 0
+    window_spikes = {layer.name: 0 for layer in net.layers[:-1]}
+    tick_spikes = {layer.name: 0 for layer in net.layers[:-1]}
+    window_events = {layer.name: 0 for layer in net.layers[:-1]}
+    per_sample = {key: np.zeros(n) for key in ("latency_s", "cycles", "dynamic_j", "synapse_reads")}
+    logits, overruns = [], 0
     for start, act in _batch_activities(mapping, images, batch_size, plans, workers):
         stop = start + act.logits.shape[0]
         logits.append(act.logits)
         for kind in COUNT_KINDS:
             core_counts[kind] += act.counts[kind].sum(axis=(1, 2))
+        energy = dynamic_energy(act.counts, prices)  # kind -> (n_cores, n_ticks, B)
+        for kind in ENERGY_KINDS:
+            core_energy[kind] += energy[kind].sum(axis=(1, 2))
         core_cycles += act.core_cycles.sum(axis=(1, 2))
+        window_cycles += np.where(windows, act.core_cycles, 0).sum(axis=(1, 2))
         for index, ids in enumerate(mapping.layer_cores):
             layer_busy[index] += act.core_cycles[list(ids)].max(axis=0).sum()
         for name, value in act.saturations.items():
             saturations[name] += value
+        for name, (in_window, every_tick, events) in act.spike_totals.items():
+            window_spikes[name] += in_window
+            tick_spikes[name] += every_tick
+            window_events[name] += events
         link_load += act.link_load
-        max_link = max(max_link, int(act.max_link_load.max(initial=0)))
         overruns += int(act.overruns.sum())
         compute = act.core_cycles.max(axis=0)
         if target.time_model == "fixed":
-            busy = np.minimum(compute + act.drain_cycles, act.tick_cycles)
-            time_cycles["compute"] += int(np.minimum(compute, act.tick_cycles).sum())
-            time_cycles["drain"] += int((busy - np.minimum(compute, act.tick_cycles)).sum())
+            busy = np.minimum(compute, act.tick_cycles)
+            time_cycles["compute"] += int(busy.sum())
             time_cycles["idle"] += int((act.tick_cycles - busy).sum())
         else:
             time_cycles["compute"] += int(compute.sum())
-            time_cycles["drain"] += int(act.drain_cycles.sum())
-            time_cycles["barrier"] += int(cycles["barrier"] * act.tick_cycles.size)
+            time_cycles["sync"] += int(sync * act.tick_cycles.size)
         sample_cycles = act.tick_cycles.sum(axis=0)
-        latency_s = sample_cycles * target.cycle_s
-        totals = {kind: act.counts[kind].sum(axis=(0, 1)) for kind in COUNT_KINDS}
-        priced = price_energy(totals, latency_s, target)
-        for kind in ENERGY_KINDS:
-            energy[kind] += float(np.sum(priced[kind]))
-        per_sample["latency_s"][start:stop] = latency_s
+        per_sample["latency_s"][start:stop] = sample_cycles * target.cycle_s
         per_sample["cycles"][start:stop] = sample_cycles
-        per_sample["energy_j"][start:stop] = sum(priced[kind] for kind in ENERGY_KINDS)
-        per_sample["sops"][start:stop] = totals["sops"]
+        per_sample["dynamic_j"][start:stop] = sum(energy[kind].sum(axis=(0, 1)) for kind in ENERGY_KINDS)
+        per_sample["synapse_reads"][start:stop] = act.counts["synapse_reads"].sum(axis=(0, 1))
         if progress is not None:
             progress(stop - start)
     return SimulationResult(
@@ -629,14 +730,17 @@ def _simulate_stream(mapping: Mapping, images: np.ndarray, labels, batch_size: i
         labels=None if labels is None else np.asarray(labels, dtype=np.int64)[:n],
         saturations=saturations,
         core_counts=core_counts,
+        core_energy_j=core_energy,
         core_cycles=core_cycles,
+        window_cycles=window_cycles,
         layer_busy_cycles=layer_busy,
         link_load=link_load,
-        max_link_load=max_link,
         overruns=overruns,
         time_cycles=time_cycles,
         per_sample=per_sample,
-        energy_j=energy,
+        window_spikes=window_spikes,
+        tick_spikes=tick_spikes,
+        window_events=window_events,
     )
 
 

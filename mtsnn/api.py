@@ -313,6 +313,7 @@ class SimulationReport:
     core: Path
     dataset: str
     notes: list = field(default_factory=list)
+    crosscheck: object = None  # mtsnn.crosscheck.CrossCheck when asked for
 
     @property
     def total(self) -> dict:
@@ -344,12 +345,20 @@ def resolve_core(core: str | os.PathLike):
 
 
 def simulate(core: str | os.PathLike, *, target: str | os.PathLike = "loihi", dataset: str | None = None,
-             samples: int | None = None, batch_size: int = 128,
+             samples: int | None = None, batch_size: int = 128, static: str | None = None,
+             detailed_samples: int = 16, crosscheck_samples: int | None = None,
              progress: Callable[[int, int], None] | None = None) -> SimulationReport:
     """Map the core description (an export folder, or a ``.core.json``) onto ``target`` (a preset
     name or a TOML file), run ``samples`` test images of ``dataset`` (default: the data set the
     export recorded) tick by tick and report SOPs, latency and energy per layer, core and total.
-    ``progress(done, total)`` is called with 0 before the first batch and after every batch."""
+    ``static``: how static power is charged, "chip" | "used-cores" | "none" (default: the
+    target's default, stated in the report). ``detailed_samples``: run the first N samples
+    through the detailed network model too (links that fill up, back-pressure; ``hw_model.noc``)
+    and scale every sample's latency by its ratio to the contention-free model (0: the fast
+    model alone). ``crosscheck_samples``: also run that many samples
+    in SANA-FE and compare tick by tick (``mtsnn.crosscheck``; binary networks only, checked
+    before anything runs). ``progress(done, total)`` is called with 0 before the first batch
+    and after every batch."""
     from mtsnn.hw_model.coredesc import read_core
     from mtsnn.hw_model.mapper import map_network, mapping_from_placement
     from mtsnn.hw_model.report import build_report
@@ -357,8 +366,14 @@ def simulate(core: str | os.PathLike, *, target: str | os.PathLike = "loihi", da
     from mtsnn.hw_model.target import load_target
     from mtsnn.toolchain.datasets import dataset_name, first_samples, load_matching_dataset
 
+    from mtsnn.hw_model.target import STATIC_CONVENTIONS
+
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"--batch-size: expected an integer >= 1, found {batch_size!r}")
+    if isinstance(detailed_samples, bool) or not isinstance(detailed_samples, int) or detailed_samples < 0:
+        raise InputError(f"--detailed-samples: expected an integer >= 0, found {detailed_samples!r}")
+    if static is not None and static not in STATIC_CONVENTIONS:
+        raise InputError(f"--static: expected one of {', '.join(STATIC_CONVENTIONS)}, found {static!r}")
     json_path, manifest = resolve_core(core)
     description = read_core(json_path)
     network = description.network
@@ -368,6 +383,12 @@ def simulate(core: str | os.PathLike, *, target: str | os.PathLike = "loihi", da
         mapping = mapping_from_placement(placement, network, chip)
     else:
         mapping = map_network(network, chip)
+    if crosscheck_samples is not None:
+        from mtsnn.crosscheck import check_comparable
+
+        if isinstance(crosscheck_samples, bool) or not isinstance(crosscheck_samples, int) or crosscheck_samples < 1:
+            raise InputError(f"--crosscheck-samples: expected an integer >= 1, found {crosscheck_samples!r}")
+        check_comparable(mapping)
     recorded = (manifest.dataset if manifest else None) or network.provenance.get("dataset")
     spec = dataset_name(dataset or (recorded if isinstance(recorded, str) else None))
     data = load_matching_dataset(spec, network.encoder.shape, network.n_classes, str(json_path))
@@ -382,11 +403,19 @@ def simulate(core: str | os.PathLike, *, target: str | os.PathLike = "loihi", da
         progress(0, total)
     result = run_simulation(mapping, images, labels, batch_size=batch_size,
                             progress=on_batch if progress is not None else None)
-    report = build_report(result)
+    from mtsnn.hw_model.noc import detailed_tick_cycles
+
+    detailed = detailed_tick_cycles(mapping, images[:detailed_samples]) if detailed_samples else None
+    report = build_report(result, static=static, core_path=str(json_path), detailed_cycles=detailed)
     report["dataset"] = spec
-    report["core"] = str(json_path)
+    check = None
+    if crosscheck_samples is not None:
+        from mtsnn.crosscheck import sanafe_crosscheck
+
+        check = sanafe_crosscheck(mapping, images[:crosscheck_samples])
+        report["crosscheck"] = check.to_dict()
     return SimulationReport(report=report, result=result, mapping=mapping, core=json_path, dataset=spec,
-                            notes=[note] if note else [])
+                            notes=[note] if note else [], crosscheck=check)
 
 
 # ----------------------------------------------------------------------------- validate

@@ -44,8 +44,18 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def _safe_streams() -> None:
+    """Never fail on a terminal that cannot show a character (e.g. µ on an ASCII console)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):  # not a TextIOWrapper (e.g. captured by a test)
+            pass
+
+
 def run_command(prog: str, function: Callable[[], int]) -> int:
     """Run ``function``; an mtsnn error or an OS error becomes one line and its exit code."""
+    _safe_streams()
     try:
         return function()
     except MtsnnError as exc:
@@ -226,6 +236,17 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plots", default=None, help="write PNG plots into this folder")
     parser.add_argument("--placement-out", default=None,
                         help="write the core description with this target's placement to this path")
+    parser.add_argument("--static", choices=("chip", "used-cores", "none"), default=None,
+                        help="how static power is charged: the whole chip's, the share of the cores in use, or none "
+                             "(default: the target's, stated in the report)")
+    parser.add_argument("--detailed-samples", type=int, default=16,
+                        help="run the first N samples through the detailed network model (links that fill up, "
+                             "back-pressure) and scale every sample's latency by its ratio to the contention-free "
+                             "model (default 16; 0: contention-free only)")
+    parser.add_argument("--crosscheck", choices=("sanafe",), default=None,
+                        help="also run the first --crosscheck-samples samples in SANA-FE (pip install sanafe==2.2.9) "
+                             "and compare counts, energy and latency tick by tick (binary networks: Smax = 1, no leak)")
+    parser.add_argument("--crosscheck-samples", type=int, default=10, help="samples for --crosscheck (default 10)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -257,12 +278,20 @@ def run_sim(args: argparse.Namespace) -> int:
 
     try:
         sim = api.simulate(args.core, target=args.target, dataset=args.dataset, samples=args.samples,
-                           batch_size=args.batch_size, progress=None if args.no_progress else progress)
+                           batch_size=args.batch_size, static=args.static, detailed_samples=args.detailed_samples,
+                           crosscheck_samples=args.crosscheck_samples if args.crosscheck else None,
+                           progress=None if args.no_progress else progress)
     finally:
         for bar in bars:
             bar.close()
     _notes(sim.notes)
     print(format_table(sim.report))
+    code = EXIT_OK
+    if sim.crosscheck is not None:
+        from mtsnn.crosscheck import format_crosscheck
+
+        print(format_crosscheck(sim.crosscheck))
+        code = EXIT_OK if sim.crosscheck.counts_identical else EXIT_DIVERGENCE
     if args.json_out:
         print(f"wrote {write_json(sim.report, args.json_out)}")
     if args.plots:
@@ -273,7 +302,7 @@ def run_sim(args: argparse.Namespace) -> int:
     if args.placement_out:
         json_path, _ = write_core(args.placement_out, sim.mapping.network, placement=sim.mapping.placement())
         print(f"wrote {json_path}")
-    return EXIT_OK
+    return code
 
 
 # ----------------------------------------------------------------------------- validate

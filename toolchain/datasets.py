@@ -35,13 +35,32 @@ Data sets, selected by a spec string passed to :func:`load_dataset`:
     file cannot run code.
 
 Every problem with a spec or a file raises :class:`DatasetError` with a one-line message
-naming the spec or file and what was expected.
+naming the spec or file and what was expected; that includes every ``OSError`` met while
+looking at or reading the files (a folder or file without read permission, a folder where a
+file was expected ...), reported with the path and the system's reason.
+
+Limits (hostile or broken files cost bounded time and memory):
+
+- IDX files: the header is read first (from the gzip stream for ``.gz`` files: 16 bytes for
+  images, 8 for labels) and the exact payload size is computed from its dimensions; a payload
+  above ``MAX_IDX_PAYLOAD_BYTES`` (2 GiB per file; MNIST's largest is 47 MB) is refused before
+  anything else is read or inflated. A plain file's size is compared with it from the file
+  system; otherwise exactly that many bytes are read (in chunks, so memory follows the data
+  actually present) and the stream must end there (trailing data is counted up to 1 MiB).
+  Nothing is ever read unbounded.
+- CIFAR-10 batches: a file above ``MAX_CIFAR_BATCH_BYTES`` (256 MiB; a real batch is about
+  31 MB) is refused before unpickling. The restricted unpickler never lets a pickle call
+  ``numpy.ndarray`` itself, and its array-reconstruction entry point refuses any array larger
+  than the file, so no allocation exceeds what the file could contain; the arrays' dtypes and
+  shapes are checked as soon as the batch is loaded.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import math
+import os
 import pickle
 import zlib
 from dataclasses import dataclass
@@ -50,14 +69,25 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mtsnn.hw_model.errors import InputError
+from mtsnn.hw_model.errors import InputError, one_line
 
 __all__ = ["DatasetError", "Split", "Dataset", "load_dataset", "dataset_name", "load_matching_dataset",
-           "first_samples"]
+           "first_samples", "MAX_IDX_PAYLOAD_BYTES", "MAX_CIFAR_BATCH_BYTES"]
+
+MAX_IDX_PAYLOAD_BYTES = 2**31  # per IDX file, after the header (MNIST's largest payload: 47 MB)
+MAX_CIFAR_BATCH_BYTES = 256 * 2**20  # per pickled CIFAR-10 batch (a real one: about 31 MB)
+_CHUNK = 1 << 24  # bytes read at a time
+_TRAILING_COUNT_LIMIT = 1 << 20  # trailing bytes counted after an IDX payload before giving up
 
 
 class DatasetError(InputError):
-    """A data set could not be loaded; the message is one line, meant for the user."""
+    """A data set could not be loaded; the message is one line, meant for the user.
+
+    Every message goes through ``one_line``: paths or file contents holding control
+    characters or terminal escapes are printed escaped."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(one_line(message, limit=1000), *args)
 
 
 # --------------------------------------------------------------------------- containers
@@ -123,8 +153,21 @@ def _describe(value: Any) -> str:
 
 
 def _one_line(text: object) -> str:
-    """Collapse any whitespace (newlines included) so wrapped messages stay on one line."""
-    return " ".join(str(text).split())
+    """One printable line (whitespace collapsed, control characters escaped), at most 300 characters."""
+    return one_line(text, limit=300)
+
+
+def _os_reason(exc: OSError) -> str:
+    return _one_line(exc.strerror or exc)
+
+
+def _path_test(name: str, path: Path, test: Callable[[Path], bool]) -> bool:
+    """``test(path)`` (exists / is_file / is_dir), an OSError (e.g. no permission to look into a
+    folder) becoming a DatasetError naming the path."""
+    try:
+        return test(path)
+    except OSError as exc:
+        raise DatasetError(f"{name}: {path}: cannot read: {_os_reason(exc)}") from exc
 
 
 # --------------------------------------------------------------------------- spec parsing
@@ -158,9 +201,13 @@ def load_dataset(spec: str | None) -> Dataset:
                 f"(accepted forms: {_ACCEPTED_FORMS})"
             )
         path = _existing_directory(name, directory)
-        if name == "cifar10":
-            return _load_cifar10(path)
-        return _load_idx_dataset(name, path)
+        try:
+            if name == "cifar10":
+                return _load_cifar10(path)
+            return _load_idx_dataset(name, path)
+        except OSError as exc:  # a safety net: the readers turn the ones they meet into DatasetError
+            where = exc.filename if exc.filename is not None else path
+            raise DatasetError(f"{name}: {where}: cannot read: {_os_reason(exc)}") from exc
     raise DatasetError(f"unknown dataset {spec!r}: expected {_ACCEPTED_FORMS}")
 
 
@@ -195,11 +242,14 @@ def first_samples(split: Split, samples: int | None) -> tuple[np.ndarray, np.nda
 
 
 def _existing_directory(name: str, directory: str) -> Path:
-    path = Path(directory).expanduser()
+    try:
+        path = Path(directory).expanduser()
+    except RuntimeError as exc:  # "~user" with no such user
+        raise DatasetError(f"{name}: directory {directory}: {_one_line(exc)}") from exc
     wanted = _CIFAR_EXPECTED_FILES if name == "cifar10" else f"expected {_IDX_EXPECTED}"
-    if not path.exists():
+    if not _path_test(name, path, Path.exists):
         raise DatasetError(f"{name}: directory {path} does not exist: {wanted}")
-    if not path.is_dir():
+    if not _path_test(name, path, Path.is_dir):
         raise DatasetError(f"{name}: {path} is not a directory: {wanted}")
     return path
 
@@ -255,67 +305,111 @@ _IDX_EXPECTED = ", ".join(f"{stem}[.gz]" for stem in _IDX_STEMS)
 def _find_idx_file(name: str, directory: Path, stem: str) -> Path:
     """``DIR/stem`` if it is a file, else ``DIR/stem.gz``, else a DatasetError."""
     for candidate in (directory / stem, directory / f"{stem}.gz"):
-        if candidate.is_file():
+        if _path_test(name, candidate, Path.is_file):
             return candidate
     raise DatasetError(
         f"{name}: {directory / stem}(.gz) not found in {directory}: expected {_IDX_EXPECTED}"
     )
 
 
-def _read_file_bytes(name: str, path: Path) -> bytes:
-    """The file's content, gunzipped when its name ends in ``.gz``."""
+def _open_binary(name: str, path: Path):
+    """The file opened for reading, through a gzip decoder when its name ends in ``.gz``."""
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as stream:
-                return stream.read()
-        return path.read_bytes()
+        raw = open(path, "rb")
+    except OSError as exc:
+        raise DatasetError(f"{name}: {path}: cannot read: {_os_reason(exc)}") from exc
+    if path.suffix == ".gz":
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw
+    return raw, raw
+
+
+def _read_up_to(stream, count: int) -> bytearray:
+    """At most ``count`` bytes, fewer only where the stream ends; read in chunks, so memory
+    follows the data actually present (never an unbounded read)."""
+    data = bytearray()
+    while len(data) < count:
+        chunk = stream.read(min(count - len(data), _CHUNK))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _count_rest(stream) -> int:
+    """Bytes left in the stream, counted up to _TRAILING_COUNT_LIMIT + 1."""
+    rest = 0
+    while rest <= _TRAILING_COUNT_LIMIT:
+        chunk = stream.read(min(_TRAILING_COUNT_LIMIT + 1 - rest, 1 << 16))
+        if not chunk:
+            break
+        rest += len(chunk)
+    return rest
+
+
+def _read_idx(name: str, path: Path, magic: int, what: str) -> np.ndarray:
+    """The uint8 payload of an IDX file shaped by its header, which is read and checked first."""
+    stream, raw = _open_binary(name, path)
+    try:
+        with raw, stream:
+            return _read_idx_stream(name, path, stream, raw, magic, what)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise DatasetError(f"{name}: {path}: corrupt gzip stream: {_one_line(exc)}") from exc
     except OSError as exc:
-        raise DatasetError(f"{name}: {path}: cannot read: {_one_line(exc)}") from exc
+        raise DatasetError(f"{name}: {path}: cannot read: {_os_reason(exc)}") from exc
 
 
-def _parse_idx(name: str, path: Path, data: bytes, magic: int, what: str) -> np.ndarray:
-    """Check an IDX header against ``magic`` and return the uint8 payload shaped by its dims."""
-    if len(data) < 4:
+def _read_idx_stream(name: str, path: Path, stream, raw, magic: int, what: str) -> np.ndarray:
+    n_dims = magic & 0xFF
+    header_size = 4 + 4 * n_dims
+    header = _read_up_to(stream, header_size)
+    if len(header) < 4:
         raise DatasetError(
-            f"{name}: {path}: truncated: {len(data)} bytes, expected an IDX header "
+            f"{name}: {path}: truncated: {len(header)} bytes, expected an IDX header "
             f"starting with magic 0x{magic:08x} ({what})"
         )
-    found_magic = int.from_bytes(data[:4], "big")
+    found_magic = int.from_bytes(header[:4], "big")
     if found_magic != magic:
         raise DatasetError(
             f"{name}: {path}: bad magic 0x{found_magic:08x}, expected 0x{magic:08x} ({what})"
         )
-    n_dims = magic & 0xFF
-    header_size = 4 + 4 * n_dims
-    if len(data) < header_size:
+    if len(header) < header_size:
         raise DatasetError(
-            f"{name}: {path}: truncated: IDX header needs {header_size} bytes, found {len(data)}"
+            f"{name}: {path}: truncated: IDX header needs {header_size} bytes, found {len(header)}"
         )
-    dims = tuple(
-        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(n_dims)
-    )
+    dims = tuple(int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(n_dims))
     expected = math.prod(dims)
-    found = len(data) - header_size
-    if found != expected:
-        problem = "truncated" if found < expected else "too long"
+    says = f"header says {'x'.join(map(str, dims))} = {expected} bytes"
+    if expected > MAX_IDX_PAYLOAD_BYTES:
         raise DatasetError(
-            f"{name}: {path}: {problem}: header says {'x'.join(map(str, dims))} = "
-            f"{expected} bytes, found {found}"
+            f"{name}: {path}: {says}, expected at most {MAX_IDX_PAYLOAD_BYTES} bytes per file"
         )
+    if stream is raw:  # a plain file: its size says everything before any payload is read
+        found = os.fstat(raw.fileno()).st_size - header_size
+        if found != expected:
+            problem = "truncated" if found < expected else "too long"
+            raise DatasetError(f"{name}: {path}: {problem}: {says}, found {found}")
+    payload = _read_up_to(stream, expected)
+    if len(payload) < expected:
+        raise DatasetError(f"{name}: {path}: truncated: {says}, found {len(payload)}")
+    rest = _count_rest(stream)  # also makes gzip check its trailer (CRC, length)
+    if rest:
+        found = (f"{expected + rest}" if rest <= _TRAILING_COUNT_LIMIT
+                 else f"more than {expected + _TRAILING_COUNT_LIMIT}")
+        raise DatasetError(f"{name}: {path}: too long: {says}, found {found}")
     if dims[0] == 0:
         raise DatasetError(f"{name}: {path}: header says 0 items, expected at least one")
-    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(dims)
+    if 0 in dims:
+        raise DatasetError(f"{name}: {path}: header says {'x'.join(map(str, dims))}, expected sizes of at least 1")
+    return np.frombuffer(payload, dtype=np.uint8).reshape(dims)
 
 
 def _load_idx_images(name: str, path: Path) -> np.ndarray:
-    images = _parse_idx(name, path, _read_file_bytes(name, path), IDX_IMAGES_MAGIC, "uint8 images")
+    images = _read_idx(name, path, IDX_IMAGES_MAGIC, "uint8 images")
     return images.reshape(images.shape[0], 1, images.shape[1], images.shape[2])
 
 
 def _load_idx_labels(name: str, path: Path) -> np.ndarray:
-    labels = _parse_idx(name, path, _read_file_bytes(name, path), IDX_LABELS_MAGIC, "uint8 labels")
+    labels = _read_idx(name, path, IDX_LABELS_MAGIC, "uint8 labels")
     highest = int(labels.max())
     if highest >= _N_CLASSES:
         raise DatasetError(
@@ -373,31 +467,60 @@ _CIFAR_SHAPE = (3, 32, 32)
 _CIFAR_ROW = 3 * 32 * 32
 
 
-def _numpy_pickle_globals() -> dict[tuple[str, str], Callable[..., Any]]:
+class _NdarrayToken:
+    """Stands for ``numpy.ndarray`` in a pickle: it may be passed to ``_reconstruct`` (as every
+    numpy pickle does) but not called, so a pickle cannot allocate an array of any shape."""
+
+    def __repr__(self) -> str:
+        return "numpy.ndarray"
+
+
+_NDARRAY = _NdarrayToken()
+
+
+def _numpy_pickle_globals(budget: int) -> dict[tuple[str, str], Callable[..., Any]]:
     """The only globals a pickled uint8 ndarray refers to, resolved from numpy itself.
 
     ``_reconstruct`` lives in ``numpy.core.multiarray`` (numpy 1.x pickles, e.g. the real
     CIFAR batches) or ``numpy._core.multiarray`` (numpy 2.x); ``_frombuffer`` is what
     numpy emits for pickle protocol 5. All are taken from live objects, so neither the
     deprecated ``numpy.core`` module nor any name from the file is ever imported.
+    ``_reconstruct`` is wrapped: it builds only plain ndarrays of at most ``budget`` bytes (the
+    file's size; numpy itself always asks for an empty one and fills it from the file's bytes).
     """
     probe = np.zeros(1, dtype=np.uint8)
     reconstruct = probe.__reduce__()[0]
     frombuffer = probe.__reduce_ex__(5)[0]
+
+    def bounded_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+        if subtype is not _NDARRAY:
+            raise pickle.UnpicklingError(f"refusing to reconstruct a {type(subtype).__name__} (only numpy.ndarray)")
+        dims = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in dims) or len(dims) > 32:
+            raise pickle.UnpicklingError(f"refusing an array of shape {_one_line(repr(dims))[:80]}")
+        nbytes = math.prod(dims) * np.dtype(dtype).itemsize
+        if nbytes > budget:
+            raise pickle.UnpicklingError(
+                f"refusing to allocate an array of {nbytes} bytes from a {budget}-byte file")
+        return reconstruct(np.ndarray, dims, dtype)
+
     allowed: dict[tuple[str, str], Callable[..., Any]] = {
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "ndarray"): _NDARRAY,
         ("numpy", "dtype"): np.dtype,
     }
     for package in ("numpy.core", "numpy._core"):
-        allowed[(f"{package}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{package}.multiarray", "_reconstruct")] = bounded_reconstruct
         allowed[(f"{package}.numeric", "_frombuffer")] = frombuffer
     return allowed
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """An unpickler that refuses every global except the few numpy arrays need."""
+    """An unpickler that refuses every global except the few numpy arrays need; no array it
+    builds may be larger than ``budget`` bytes (the file's size)."""
 
-    _allowed = _numpy_pickle_globals()
+    def __init__(self, file, *, budget: int, **kwargs: Any) -> None:
+        super().__init__(file, **kwargs)
+        self._allowed = _numpy_pickle_globals(budget)
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -408,12 +531,28 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
             ) from None
 
 
-def _unpickle_restricted(name: str, path: Path) -> Any:
+def _read_batch_file(name: str, path: Path) -> bytes:
+    """The file's bytes, refused above MAX_CIFAR_BATCH_BYTES before anything is unpickled."""
     try:
-        with path.open("rb") as stream:
-            return _NumpyOnlyUnpickler(stream, encoding="bytes").load()
+        with open(path, "rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            if size > MAX_CIFAR_BATCH_BYTES:
+                raise DatasetError(
+                    f"{name}: {path}: {size} bytes, expected at most {MAX_CIFAR_BATCH_BYTES} bytes for one "
+                    "CIFAR-10 batch (a real batch is about 31 MB)")
+            data = stream.read(MAX_CIFAR_BATCH_BYTES + 1)  # bytes as present (the size may have changed)
     except OSError as exc:
-        raise DatasetError(f"{name}: {path}: cannot read: {_one_line(exc)}") from exc
+        raise DatasetError(f"{name}: {path}: cannot read: {_os_reason(exc)}") from exc
+    if len(data) > MAX_CIFAR_BATCH_BYTES:
+        raise DatasetError(f"{name}: {path}: more than {MAX_CIFAR_BATCH_BYTES} bytes, expected at most that "
+                           "for one CIFAR-10 batch (a real batch is about 31 MB)")
+    return data
+
+
+def _unpickle_restricted(name: str, path: Path) -> Any:
+    data = _read_batch_file(name, path)
+    try:
+        return _NumpyOnlyUnpickler(io.BytesIO(data), budget=len(data), encoding="bytes").load()
     except Exception as exc:  # any failure while unpickling means a corrupt/foreign file
         raise DatasetError(
             f"{name}: {path}: cannot unpickle ({type(exc).__name__}: {_one_line(exc)}): "
@@ -480,14 +619,15 @@ def _load_cifar_batch(name: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _cifar_batches_directory(directory: Path) -> Path:
     """``DIR`` itself, or ``DIR/cifar-10-batches-py`` when DIR is its parent."""
     nested = directory / _CIFAR_SUBDIR
-    if not (directory / _CIFAR_TRAIN_BATCHES[0]).exists() and nested.is_dir():
+    name = "cifar10"
+    if not _path_test(name, directory / _CIFAR_TRAIN_BATCHES[0], Path.exists) and _path_test(name, nested, Path.is_dir):
         return nested
     return directory
 
 
 def _find_cifar_file(name: str, directory: Path, file_name: str) -> Path:
     path = directory / file_name
-    if not path.is_file():
+    if not _path_test(name, path, Path.is_file):
         raise DatasetError(f"{name}: {path} not found in {directory}: {_CIFAR_EXPECTED_FILES}")
     return path
 

@@ -192,7 +192,7 @@ def test_a_requested_simulator_path_that_cannot_run_is_exit_3(trained_model, tmp
     from mtsnn.hw_model.target import PRESET_DIR
 
     small = tmp_path / "tiny.toml"
-    small.write_text((PRESET_DIR / "truenorth.toml").read_text().replace("\naxons = 256", "\naxons = 16", 1))
+    small.write_text((PRESET_DIR / "truenorth.toml").read_text().replace("\naxons_in = 256", "\naxons_in = 16", 1))
     with pytest.raises(CheckUnavailable) as info:
         mtsnn.validate(trained_model, tmp_path / "out", target=small, samples=5)
     assert info.value.exit_code == 3 and "fan-in" in str(info.value)

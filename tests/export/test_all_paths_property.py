@@ -30,7 +30,7 @@ from mtsnn.toolchain.neuron import SurrogateConfig
 def _tiny_core_target(neurons: int, axons: int):
     document = tomllib.loads((PRESET_DIR / "loihi.toml").read_text())
     document["chip"].update(cores=4096, mesh_x=32, mesh_y=32, cores_per_router=4)
-    document["core"].update(neurons=neurons, axons=axons, weight_bits=16, acc_bits=32, partial_sums=True,
+    document["core"].update(neurons=neurons, axons_in=axons, weight_bits=16, acc_bits=32, partial_sums=True,
                             synapse_memory_bits=10**9)
     return parse_target(document, origin="tiny-core test target")
 

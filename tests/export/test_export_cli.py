@@ -167,7 +167,7 @@ def test_validate_fails_with_exit_3_when_the_requested_simulator_cannot_map(trai
     small = tmp_path / "tiny.toml"
     import re
 
-    small.write_text(re.sub(r"(?m)^axons\s*=\s*\d+", "axons = 16", text, count=1))
+    small.write_text(re.sub(r"(?m)^axons_in\s*=\s*\d+", "axons_in = 16", text, count=1))
     capsys.readouterr()
     assert validate_main([str(trained_model), str(out), "--samples", "10", "--target", str(small)]) == 3
     err = capsys.readouterr().err.strip().splitlines()[-1]

@@ -74,11 +74,13 @@ def test_rule_synapse_memory_fits_core():
 def test_rule_network_fits_core_count():
     target = dataclasses.replace(LOIHI, n_cores=2)
     message = _only_rule_fails(network_fits_core_count, _net(layers=(("dense", 2000),)), target)
-    assert message.startswith("layer dense2: cores 3 (cumulative up to this layer) > 2 cores on target loihi")
+    assert message.startswith("layer dense1: cores 3 (cumulative up to this layer, input generators included) > 2 "
+                              "cores on target loihi")
     # the lower bound fits, the real partition (axon limit -> short conv slices) does not
-    tight = dataclasses.replace(LOIHI, n_cores=10, axons_per_core=12)
+    tight = dataclasses.replace(LOIHI, n_cores=11, axons_per_core=12)  # 1 input core + lower bound 10
     network_fits_core_count(_net(), tight)
-    with pytest.raises(DesignRuleError, match=r"layer conv1: cores \d+ \(cumulative up to this layer\) > 10 cores"):
+    with pytest.raises(DesignRuleError, match=r"layer conv1: cores \d+ \(cumulative up to this layer, input "
+                                              r"generators included\) > 11 cores"):
         map_network(_net(), tight)
 
 
@@ -130,6 +132,9 @@ def test_partition_covers_every_neuron_once_and_respects_limits(name, overrides)
 def test_connectivity_is_exact(name, overrides):
     mapping = _mapping(name, overrides)
     for core, conn in zip(mapping.cores, mapping.connectivity):
+        if core.is_input:
+            assert conn.n_axons == 0 and core.fan_in == (0, 0)
+            continue
         table = core_synapses(mapping.network.layers[core.layer_index], core.neurons, core.fan_in)  # explicit loops
         assert conn.axons.tolist() == sorted(table)
         assert conn.fanout.tolist() == [len(table[a]) for a in sorted(table)]
@@ -151,12 +156,12 @@ def test_routes_are_xy_and_follow_connectivity(name, overrides):
         assert [mapping.links[i] for i in route.links] == list(zip(route.path[:-1], route.path[1:]))
         if route.kind == "spike":
             spike_pairs.add((route.src, route.dst))
-            assert src.soma and dst.layer_index == src.layer_index + 1
+            assert (src.soma or src.is_input) and dst.layer_index == src.layer_index + 1
         else:
             assert not src.soma and dst.soma and dst.neurons == src.neurons
     expected = set()  # brute force: src feeds dst iff dst listens to one of src's neurons
     for src in mapping.cores:
-        if not src.soma or mapping.network.layers[src.layer_index].readout:
+        if not (src.soma or src.is_input) or (src.soma and mapping.network.layers[src.layer_index].readout):
             continue
         for dst in mapping.cores:
             if dst.layer_index == src.layer_index + 1:
@@ -191,17 +196,22 @@ def _corrupt(placement, edit):
     return bad
 
 
+def _hopping(placement) -> int:
+    """The index of the first route that crosses at least one link."""
+    return next(i for i, r in enumerate(placement["routes"]) if sum(r["hops"]) > 0)
+
+
 CORRUPTIONS = [
     ("format_version", lambda p: p.update(format_version=99)),
     ("target", lambda p: p.update(target="")),
     ("mesh.x", lambda p: p["mesh"].update(x=0)),
-    ("cores[0].layer", lambda p: p["cores"][0].update(layer="nope")),
-    ("cores[0].neurons", lambda p: p["cores"][0].update(neurons=[0, 10**6])),
-    ("cores[1].id", lambda p: p["cores"][1].update(id=7)),
-    ("cores[0].router", lambda p: p["cores"][0].update(router=[999, 0])),
-    ("group 0 neurons", lambda p: p["cores"][1].update(neurons=[0, 1])),
-    ("routes[0].hops", lambda p: p["routes"][0].update(hops=[40, 40])),
-    ("routes[0].path", lambda p: p["routes"][0].update(path=p["routes"][0]["path"][::-1])),
+    ("cores[1].layer", lambda p: p["cores"][1].update(layer="nope")),
+    ("cores[1].neurons", lambda p: p["cores"][1].update(neurons=[0, 10**6])),
+    ("cores[2].id", lambda p: p["cores"][2].update(id=7)),
+    ("cores[1].router", lambda p: p["cores"][1].update(router=[999, 0])),
+    ("group 0 neurons", lambda p: p["cores"][2].update(neurons=[0, 1])),
+    ("routes[{k}].hops", lambda p: p["routes"][_hopping(p)].update(hops=[40, 40])),
+    ("routes[{k}].path", lambda p: p["routes"][_hopping(p)].update(path=p["routes"][_hopping(p)]["path"][::-1])),
     ("routes[0].kind", lambda p: p["routes"][0].update(kind="teleport")),
 ]
 
@@ -209,8 +219,9 @@ CORRUPTIONS = [
 @pytest.mark.parametrize("field,edit", CORRUPTIONS, ids=[c[0] for c in CORRUPTIONS])
 def test_bad_placement_names_the_field(tmp_path, field, edit):
     mapping = _mapping("loihi", dict(neurons_per_core=40, **SMALL_MESH))
-    assert len(mapping.routes) > 1 and mapping.routes[0].hops_x + mapping.routes[0].hops_y > 0
-    bad = _corrupt(mapping.placement(), edit)
+    placement = mapping.placement()
+    field = field.format(k=_hopping(placement))
+    bad = _corrupt(placement, edit)
     with pytest.raises(ValueError) as info:
         check_placement(bad, mapping.network)
     assert field in str(info.value) and "\n" not in str(info.value)
@@ -221,7 +232,7 @@ def test_bad_placement_names_the_field(tmp_path, field, edit):
 
 def test_placement_for_another_target_is_refused():
     mapping = _mapping("loihi", {})
-    with pytest.raises(ValueError, match="target: placement is for 'loihi'"):
+    with pytest.raises(ValueError, match="placement.target: expected 'truenorth', found 'loihi'"):
         mapping_from_placement(mapping.placement(), mapping.network, TRUENORTH)
 
 
@@ -242,5 +253,42 @@ def test_mapper_does_not_mutate_its_input(tmp_path):
 def test_placement_that_breaks_a_core_limit_is_refused():
     mapping = _mapping("loihi", {})
     smaller = dataclasses.replace(LOIHI, neurons_per_core=100)
-    with pytest.raises(DesignRuleError, match=r"layer conv1: core 0 holds neurons 256 > 100 per core on target loihi"):
+    with pytest.raises(DesignRuleError, match=r"layer conv1: core 1 holds neurons 256 > 100 per core on target loihi"):
         mapping_from_placement(mapping.placement(), mapping.network, smaller)
+
+
+def test_rule_fan_out_edges_fit_core():
+    """Loihi's 4096 core-to-core fan-out edges (D18 constraint 3), checked on the routed mapping."""
+    from mtsnn.hw_model.mapper import fan_out_fits_core
+
+    net = _net(layers=(("pool", 2), ("dense", 64), ("dense", 64)))
+    roomy = dataclasses.replace(LOIHI, neurons_per_core=4, **SMALL_MESH)
+    mapping = map_network(net, roomy)
+    fan_out_fits_core(mapping)  # passes with 4096 edges per core
+    edges = max(sum(1 for r in mapping.routes if r.src == core.core_id) for core in mapping.cores)
+    assert edges == 16  # a pool core feeds every one of the 16 dense cores
+    tight = dataclasses.replace(roomy, axons_out_per_core=8)
+    for rule in DESIGN_RULES:
+        rule(net, tight)  # every rule that runs before mapping passes
+    with pytest.raises(DesignRuleError, match=r"layer pool1: core \d+ has 16 fan-out edges > 8 output axons per core "
+                                              r"on target loihi"):
+        map_network(net, tight)
+
+
+def test_input_generators_are_cut_to_respect_the_fan_out_limit():
+    net = _net(layers=(("conv", 4, 3, 1), ("dense", 16)))
+    roomy = dataclasses.replace(LOIHI, neurons_per_core=8, **SMALL_MESH)
+    mapping = map_network(net, roomy)
+    assert len(mapping.input_cores) == 1
+    listeners = [set() for _ in range(64)]
+    for core_id in mapping.layer_cores[0]:
+        for axon in mapping.connectivity[core_id].axons:
+            listeners[axon].add(core_id)
+    widest = max(len(cores) for cores in listeners)
+    limit = widest + 2  # every input fits alone, not all 64 together
+    mapping = map_network(net, dataclasses.replace(roomy, axons_out_per_core=limit))
+    inputs = [mapping.cores[c] for c in mapping.input_cores]
+    assert len(inputs) > 1 and sum(core.n_neurons for core in inputs) == 64
+    assert [core.neurons for core in inputs] == sorted(core.neurons for core in inputs)
+    for core in inputs:
+        assert sum(1 for r in mapping.routes if r.src == core.core_id) <= limit

@@ -40,7 +40,7 @@ def small_loihi():
     """Loihi with tiny cores (16 axons, 24 neurons), so fan-in splits into partial-sum groups."""
     path = PRESET_DIR / "loihi.toml"
     document = tomllib.loads(path.read_text(encoding="utf-8"))
-    document["core"]["axons"] = 16
+    document["core"]["axons_in"] = 16
     document["core"]["neurons"] = 24
     return parse_target(document, origin=f"{path} (small cores)")
 
@@ -143,7 +143,7 @@ BROKEN = {
     "core synapses as float": (("cores", 0), _set("synapses", 1.5)),
     "core layer empty": (("cores", 0), _set("layer", "")),
     "core neurons of length 3": (("cores", 0), _set("neurons", [0, 1, 2])),
-    "core fan_in stop 0": (("cores", 0), _set("fan_in", [0, 0])),
+    "core fan_in stop negative": (("cores", 0), _set("fan_in", [0, -1])),  # [0, 0]: an input generator core
     "core router negative": (("cores", 0), _set("router", [-1, 0])),
     "core extra key": (("cores", 0), _set("colour", "red")),
     "route extra key": (("routes", 0), _set("latency", 3)),

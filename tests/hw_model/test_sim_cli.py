@@ -29,21 +29,28 @@ def test_end_to_end_on_digits(tmp_path, capsys, target):
                    "--json", str(out_json), "--plots", str(plots), "--placement-out", str(placed), "--no-progress"])
     assert rc == 0
     stdout = capsys.readouterr().out
-    assert "total" in stdout and "accuracy" in stdout and "conventional 45 nm" in stdout
+    for needle in ("total", "static", "accuracy:", "45 nm:", "throughput:", "dynamic", "static convention 'chip'"):
+        assert needle in stdout, needle
     report = json.loads(out_json.read_text())
-    for key in ("sops", "energy_j", "latency_s", "cores", "energy_breakdown_j", "time_breakdown_s"):
+    for key in ("sops", "energy_j", "dynamic_energy_j", "static_energy_j", "latency_s", "throughput_sps", "cores",
+                "energy_breakdown_j", "time_breakdown_s", "firing_rate"):
         assert key in report["total"], key
     assert report["target"]["name"] == target and report["encoding"] == "unary"
+    assert report["static"]["convention"] == report["static"]["default"] == "chip"
     assert "k x F" in report["sop_convention"]
     assert report["samples"] == 40 and 0.0 <= report["accuracy"] <= 1.0
     assert [layer["name"] for layer in report["layers"]] == ["conv1", "pool2", "dense3", "dense4"]
-    assert len(report["cores"]) == report["total"]["cores"] >= 4
-    assert report["total"]["sops"] == pytest.approx(sum(layer["sops"] for layer in report["layers"]))
-    assert report["total"]["energy_j"] > 0 and report["total"]["latency_s"] > 0
+    assert len(report["cores"]) == report["total"]["cores"] >= 5 and report["input"]["cores"] >= 1
+    assert report["total"]["sops"] == pytest.approx(report["input"]["synapse_reads"] + sum(
+        layer["sops"] for layer in report["layers"]))
+    assert report["total"]["latency_s"] > 0 and report["total"]["throughput_sps"] > 0
     assert report["stats"]["latency_s"]["p99"] >= report["stats"]["latency_s"]["p50"]
-    assert report["conventional"]["macs"] > 0 and report["conventional"]["energy_j"] > 0
+    assert report["conventional"]["macs"] > 0 and report["conventional"]["ratio_energy"] > 0
+    for layer in report["layers"][:-1]:
+        assert 0 <= layer["firing_rate"] and 0 <= layer["sparsity"] <= 1
     pngs = sorted(p.name for p in plots.glob("*.png"))
-    assert pngs == ["core_utilisation_mesh.png", "latency_breakdown.png", "sops_energy_per_layer.png"]
+    assert pngs == sorted(["energy_per_layer.png", "sops_per_layer.png", "core_utilisation_mesh.png",
+                           "latency_breakdown.png"])
     assert all((plots / name).stat().st_size > 1000 for name in pngs)
     description = read_core(placed)
     assert description.placement["target"] == target
@@ -53,6 +60,38 @@ def test_end_to_end_on_digits(tmp_path, capsys, target):
     assert sim_main([str(placed), "--target", target, "--samples", "40", "--batch-size", "16", "--json", str(again),
                      "--no-progress"]) == 0
     assert json.loads(again.read_text())["total"] == report["total"]
+
+
+@pytest.mark.parametrize("static", ["chip", "used-cores", "none"])
+def test_energy_breakdowns_add_up_to_the_total_under_every_static_convention(tmp_path, static):
+    """Input row + layer rows + static row = total; core rows + static row = total; dynamic +
+    static = total; and the report states the convention and the target's default."""
+    core = _core(tmp_path)
+    out = tmp_path / "r.json"
+    assert sim_main([str(core), "--target", "loihi", "--samples", "12", "--static", static, "--json", str(out),
+                     "--no-progress"]) == 0
+    report = json.loads(out.read_text())
+    total = report["total"]
+    rows = report["input"]["dynamic_energy_j"] + sum(layer["dynamic_energy_j"] for layer in report["layers"])
+    assert rows + total["static_energy_j"] == pytest.approx(total["energy_j"], rel=1e-12)
+    cores = sum(core["dynamic_energy_j"] for core in report["cores"])
+    assert cores + total["static_energy_j"] == pytest.approx(total["energy_j"], rel=1e-12)
+    assert total["dynamic_energy_j"] + total["static_energy_j"] == pytest.approx(total["energy_j"])
+    assert sum(total["energy_breakdown_j"].values()) == pytest.approx(total["energy_j"])
+    assert report["static"]["convention"] == static and report["static"]["default"] == "chip"
+    fraction = {"chip": 1.0, "used-cores": total["cores"] / 128, "none": 0.0}[static]
+    assert total["static_energy_j"] == pytest.approx(0.104375 * fraction * total["latency_s"])
+    assert report["title"].endswith(f"static: {static}")
+
+
+def test_units_carry_si_prefixes_in_the_table(tmp_path, capsys):
+    core = _core(tmp_path)
+    assert sim_main([str(core), "--target", "loihi", "--samples", "8", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "µJ" in out or "nJ" in out
+    assert "µs" in out or "ns" in out
+    assert "kSOP" in out or "MSOP" in out
+    assert "e-0" not in out  # no raw exponents for units
 
 
 def test_default_dataset_and_umbrella_reuse(tmp_path, capsys):
@@ -70,7 +109,8 @@ def test_target_file_by_path(tmp_path, capsys):
     from mtsnn.hw_model.target import PRESET_DIR
 
     custom = tmp_path / "graded.toml"
-    text = (PRESET_DIR / "loihi.toml").read_text().replace('encoding = "unary"', 'encoding = "graded"')
+    text = (PRESET_DIR / "loihi.toml").read_text().replace('encoding = "unary"', 'encoding = "graded"').replace(
+        "payload_bits = 1  ", "payload_bits = 8  ")
     custom.write_text(text.replace('name = "loihi"', 'name = "loihi-graded"'))
     out = tmp_path / "r.json"
     assert sim_main([str(_core(tmp_path)), "--target", str(custom), "--samples", "5", "--json", str(out),

@@ -10,9 +10,9 @@ import pytest
 
 from mtsnn.hw_model.mapper import map_network
 from mtsnn.hw_model.reference import run_reference
-from mtsnn.hw_model.simulator import _layer_plans, simulate_batch
+from mtsnn.hw_model.simulator import _plans, simulate_batch
 from mtsnn.hw_model.synthetic import random_images, random_network
-from mtsnn.hw_model.target import event_cycles, load_target
+from mtsnn.hw_model.target import load_target
 
 
 @pytest.mark.parametrize("acc_bits,dtype", [(20, np.int32), (24, np.int64)])
@@ -26,7 +26,7 @@ def test_neuron_dtype_is_exact_at_the_accumulator_limit(acc_bits, dtype):
     weight[:12] = -127
     net = dataclasses.replace(net, layers=(dataclasses.replace(first, weight=weight),) + net.layers[1:])
     mapping = map_network(net, load_target("loihi"))
-    assert {plan.neuron_dtype for plan in _layer_plans(mapping, event_cycles(mapping.target))} == {np.dtype(dtype)}
+    assert {plan.neuron_dtype for plan in _plans(mapping).layers} == {np.dtype(dtype)}
     images = random_images(rng, 9, (1, 16, 16))
     ref = run_reference(net, images)
     act = simulate_batch(mapping, images, record_spikes=True)
@@ -59,4 +59,6 @@ def test_parallel_batches_give_exactly_the_single_worker_result():
         np.testing.assert_array_equal(one.core_counts[kind], three.core_counts[kind])
     for key in one.per_sample:
         np.testing.assert_array_equal(one.per_sample[key], three.per_sample[key])
-    assert one.energy_j == three.energy_j and one.time_cycles == three.time_cycles
+    for kind in one.core_energy_j:
+        np.testing.assert_array_equal(one.core_energy_j[kind], three.core_energy_j[kind])
+    assert one.time_cycles == three.time_cycles

@@ -61,10 +61,13 @@ def _synapse_list(layer, neuron: int, fan_entry: int):
     return None
 
 
-def core_synapses(layer, neurons: tuple, fan_in: tuple) -> dict:
-    """input index -> list of (neuron, weight) the core holds for it (its synapse lists)."""
+def core_synapses(layer, neurons, fan_in: tuple) -> dict:
+    """input index -> list of (neuron, weight) the core holds for it (its synapse lists);
+    ``neurons``: the core's neuron indices (or a (start, stop) range of them)."""
     table: dict[int, list] = {}
-    for neuron in range(*neurons):
+    if isinstance(neurons, tuple) and len(neurons) == 2:
+        neurons = range(*neurons)
+    for neuron in [int(n) for n in neurons]:
         for entry in range(*fan_in):
             synapse = _synapse_list(layer, neuron, entry)
             if synapse is not None:
@@ -104,7 +107,7 @@ def run_cycle_stepped(mapping: Mapping, images: np.ndarray) -> CycleTrace:
     logits = np.zeros((b, net.n_classes), dtype=np.int64)
     tick_spikes = {layer.name: np.zeros((n_ticks, b, layer.n_neurons), dtype=np.int64) for layer in net.layers[:-1]}
 
-    synapses = {c.core_id: core_synapses(net.layers[c.layer_index], c.neurons, c.fan_in)
+    synapses = {c.core_id: core_synapses(net.layers[c.layer_index], mapping.neuron_ids(c.core_id), c.fan_in)
                 for c in mapping.cores if not c.is_input}
     layer_cores = [[c for c in mapping.cores if c.layer_index == i] for i in range(n_layers)]
     input_cores = [c for c in mapping.cores if c.is_input]
@@ -123,7 +126,7 @@ def run_cycle_stepped(mapping: Mapping, images: np.ndarray) -> CycleTrace:
         emitted = [[0] * len(encoded) for _ in range(n_ticks)]  # what layer 0's source emits, per tick
         for tick in sched.input_ticks:
             for core in input_cores:
-                for neuron in range(*core.neurons):
+                for neuron in mapping.neuron_ids(core.core_id).tolist():
                     k = emitted[tick][neuron] = encoded[neuron]
                     counts["input_spikes"][core.core_id, tick, sample] += k if unary else int(k > 0)
                     for dst in listeners[0].get(neuron, []) if k else ():
@@ -157,7 +160,7 @@ def run_cycle_stepped(mapping: Mapping, images: np.ndarray) -> CycleTrace:
                 for core in layer_cores[index]:
                     cell = core.core_id, tick, sample
                     counts["compartments"][cell] += core.n_neurons
-                    for neuron in range(*core.neurons) if core.soma else ():
+                    for neuron in mapping.neuron_ids(core.core_id).tolist() if core.soma else ():
                         if v[neuron] != 0 or neuron in got or bias[neuron] != 0:
                             counts["updates"][cell] += 1
                         vv, ii = np.array([v[neuron]]), np.array([bias[neuron] + current.get(neuron, 0)])

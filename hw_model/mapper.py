@@ -60,6 +60,9 @@ __all__ = [
     "fanin_indices",
     "core_connectivity",
     "partition_layer",
+    "best_partition",
+    "neuron_order",
+    "NEURON_ORDERS",
     "xy_path",
     "map_network",
     "mapping_from_placement",
@@ -217,23 +220,40 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def core_connectivity(layer, neurons: tuple[int, int], fan_in: tuple[int, int]) -> CoreConnectivity:
-    """Exact axon set and per-axon fan-out of the core holding ``neurons`` x ``fan_in``."""
-    n0, n1 = neurons
+NEURON_ORDERS = ("channel", "position")
+
+
+def neuron_order(layer, order: str) -> np.ndarray:
+    """A layer's flat (C, H, W) neuron indices in the order its cores take them in slices:
+    ``"channel"``, as stored (one channel's positions together); ``"position"``, all channels of
+    one output position together (they read the same input window, so a core holding them
+    needs each of its input axons once). Dense layers have one order."""
+    n = layer.n_neurons
+    if order not in NEURON_ORDERS:
+        raise ValueError(f"neuron order: expected one of {', '.join(NEURON_ORDERS)}, found {order!r}")
+    if order == "channel" or isinstance(layer, DenseLayer):
+        return np.arange(n, dtype=np.int64)
+    c, h, w = layer.out_shape
+    return np.arange(n, dtype=np.int64).reshape(c, h * w).T.reshape(-1)
+
+
+def core_connectivity(layer, neuron_ids: np.ndarray, fan_in: tuple[int, int]) -> CoreConnectivity:
+    """Exact axon set and per-axon fan-out of the core holding ``neuron_ids`` x ``fan_in``."""
     c0, c1 = fan_in
+    neuron_ids = np.asarray(neuron_ids, dtype=np.int64)
     if isinstance(layer, DenseLayer):  # every neuron sees every input of the group
-        return CoreConnectivity(_readonly(np.arange(c0, c1)), _readonly(np.full(c1 - c0, n1 - n0)))
-    idx = fanin_indices(layer, np.arange(n0, n1), c0, c1)
+        return CoreConnectivity(_readonly(np.arange(c0, c1)), _readonly(np.full(c1 - c0, neuron_ids.size)))
+    idx = fanin_indices(layer, neuron_ids, c0, c1)
     counts = np.bincount(idx[idx >= 0], minlength=math.prod(layer.in_shape))
     axons = np.flatnonzero(counts)
     return CoreConnectivity(_readonly(axons), _readonly(counts[axons]))
 
 
-def _slice_fits(layer, target: Target, groups, n0: int, n1: int) -> bool:
-    if n1 - n0 > target.neurons_per_core:
+def _slice_fits(layer, target: Target, groups, ids: np.ndarray) -> bool:
+    if ids.size > target.neurons_per_core:
         return False
     for group in groups:
-        conn = core_connectivity(layer, (n0, n1), group)
+        conn = core_connectivity(layer, ids, group)
         if conn.n_axons > target.axons_per_core:
             return False
         if conn.n_synapses * synapse_bits(layer) > target.synapse_memory_bits:
@@ -241,25 +261,38 @@ def _slice_fits(layer, target: Target, groups, n0: int, n1: int) -> bool:
     return True
 
 
-def partition_layer(layer, target: Target) -> list[tuple[int, int]]:
-    """Greedy contiguous neuron slices [start, stop) so that every group's core fits."""
+def partition_layer(layer, target: Target, order: str = "channel") -> list[tuple[int, int]]:
+    """Greedy contiguous slices [start, stop) of the layer's neurons in ``order``
+    (``neuron_order``) so that every fan-in group's core fits."""
     groups = fan_in_groups(layer, target)
+    ids = neuron_order(layer, order)
     slices, n0, n_out = [], 0, layer.n_neurons
     while n0 < n_out:
         hi = min(n0 + target.neurons_per_core, n_out)
-        if not _slice_fits(layer, target, groups, n0, n0 + 1):
-            raise DesignRuleError(f"layer {layer.name}: neuron {n0} does not fit one core of target {target.name}")
-        if _slice_fits(layer, target, groups, n0, hi):
+        if not _slice_fits(layer, target, groups, ids[n0 : n0 + 1]):
+            raise DesignRuleError(f"layer {layer.name}: neuron {int(ids[n0])} does not fit one core of target "
+                                  f"{target.name}")
+        if _slice_fits(layer, target, groups, ids[n0:hi]):
             n1 = hi
         else:  # the constraints are monotone in the slice end: binary search the longest
             lo, bad = n0 + 1, hi
             while bad - lo > 1:
                 mid = (lo + bad) // 2
-                lo, bad = (mid, bad) if _slice_fits(layer, target, groups, n0, mid) else (lo, mid)
+                lo, bad = (mid, bad) if _slice_fits(layer, target, groups, ids[n0:mid]) else (lo, mid)
             n1 = lo
         slices.append((n0, n1))
         n0 = n1
     return slices
+
+
+def best_partition(layer, target: Target) -> tuple[str, list[tuple[int, int]]]:
+    """The neuron order whose partition needs the fewest cores (ties: "channel")."""
+    best = None
+    for order in NEURON_ORDERS if isinstance(layer, ConvLayer) else ("channel",):
+        slices = partition_layer(layer, target, order)
+        if best is None or len(slices) < len(best[1]):
+            best = (order, slices)
+    return best
 
 
 # ----------------------------------------------------------------------------- routes
@@ -281,10 +314,11 @@ class CoreSpec:
     core_id: int
     layer_index: int
     layer_name: str
-    neurons: tuple[int, int]  # [start, stop) flat (C, H, W) indices of the layer's neurons
+    neurons: tuple[int, int]  # [start, stop) of the layer's neurons in ``order`` (input cores: flat)
     fan_in: tuple[int, int]  # [start, stop) of the per-neuron fan-in order
     group: int  # fan-in group; 0 = the soma core that runs the neurons
     router: tuple[int, int]  # (x, y) on the mesh
+    order: str = "channel"  # neuron_order of the layer ("channel": flat (C, H, W); "position")
 
     @property
     def soma(self) -> bool:
@@ -343,6 +377,21 @@ class Mapping:
     def n_cores(self) -> int:
         return len(self.cores)
 
+    def orders(self) -> dict:
+        """Each layer's neuron order (``neuron_order``), as its cores use it."""
+        orders = {layer.name: "channel" for layer in self.network.layers}
+        for core in self.cores:
+            if not core.is_input:
+                orders[core.layer_name] = core.order
+        return orders
+
+    def neuron_ids(self, core_id: int) -> np.ndarray:
+        """The flat (C, H, W) indices of the neurons (input cores: inputs) core ``core_id`` holds."""
+        core = self.cores[core_id]
+        if core.is_input:
+            return np.arange(*core.neurons, dtype=np.int64)
+        return neuron_order(self.network.layers[core.layer_index], core.order)[core.neurons[0] : core.neurons[1]]
+
     @property
     def tiles_in_use(self) -> int:
         """Routers (tiles) with at least one used core, input generators included."""
@@ -364,6 +413,7 @@ class Mapping:
             "mesh": {"x": t.mesh_x, "y": t.mesh_y, "cores_per_router": t.cores_per_router},
             "routing": "xy",
             "encoding": t.encoding,
+            "orders": self.orders(),
             "cores": [
                 {
                     "id": c.core_id,
@@ -432,12 +482,13 @@ def _build_mapping(network: IntegerNetwork, target: Target, specs: list[tuple],
         cores.append(CoreSpec(core_id, -1, INPUT_LAYER, tuple(inputs), (0, 0), 0, target.router_of(core_id)))
         connectivity.append(empty)
     layer_cores: list[list[int]] = [[] for _ in network.layers]
-    for layer_index, neurons, fan_in, group in specs:
+    for layer_index, neurons, fan_in, group, order in specs:
         core_id = len(cores)
         layer = network.layers[layer_index]
         cores.append(CoreSpec(core_id, layer_index, layer.name, tuple(neurons), tuple(fan_in), group,
-                              target.router_of(core_id)))
-        connectivity.append(core_connectivity(layer, tuple(neurons), tuple(fan_in)))
+                              target.router_of(core_id), order))
+        ids = neuron_order(layer, order)[neurons[0] : neurons[1]]
+        connectivity.append(core_connectivity(layer, ids, tuple(fan_in)))
         layer_cores[layer_index].append(core_id)
 
     routes: list[Route] = []
@@ -449,14 +500,21 @@ def _build_mapping(network: IntegerNetwork, target: Target, specs: list[tuple],
         routes.append(Route(len(routes), src, dst, kind, cores[src].layer_index, path, links))
         return len(routes) - 1
 
+    def source_ids(src: int) -> np.ndarray:
+        core = cores[src]
+        if core.is_input:
+            return np.arange(*core.neurons, dtype=np.int64)
+        return neuron_order(network.layers[core.layer_index], core.order)[core.neurons[0] : core.neurons[1]]
+
     def spike_routes(sources: list[int], n_neurons: int, destinations: list[int]):
         """One route per (source core, destination core listening to any of its neurons)."""
         columns, ids = [], []
         for src in sources:
-            n0, n1 = cores[src].neurons
+            member = np.zeros(n_neurons, dtype=bool)
+            member[source_ids(src)] = True
             for dst in destinations:
                 axons = connectivity[dst].axons
-                inside = axons[(axons >= n0) & (axons < n1)]
+                inside = axons[member[axons]]
                 if inside.size:
                     column = np.zeros(n_neurons)
                     column[inside] = 1.0
@@ -506,14 +564,15 @@ def map_network(network: IntegerNetwork, target: Target) -> Mapping:
     specs, per_layer = [], []
     for layer_index, layer in enumerate(network.layers):
         groups = fan_in_groups(layer, target)
-        slices = partition_layer(layer, target)
+        order, slices = best_partition(layer, target)
         per_layer.append(len(slices) * len(groups))
         network_fits_core_count(network, target, per_layer + [0] * (len(network.layers) - len(per_layer)))
         for neurons in slices:
             for group, fan_in in enumerate(groups):
-                specs.append((layer_index, neurons, fan_in, group))
+                specs.append((layer_index, neurons, fan_in, group, order))
     first = network.layers[0]
-    layer0_axons = [core_connectivity(first, neurons, fan_in).axons for index, neurons, fan_in, _ in specs if index == 0]
+    layer0_axons = [core_connectivity(first, neuron_order(first, order)[n[0] : n[1]], fan_in).axons
+                    for index, n, fan_in, _, order in specs if index == 0]
     input_specs = _input_specs(network, target, layer0_axons)
     network_fits_core_count(network, target, per_layer, len(input_specs))
     return _build_mapping(network, target, specs, input_specs)
@@ -546,7 +605,8 @@ def mapping_from_placement(placement: dict, network: IntegerNetwork, target: Tar
         raise PlacementMismatch(f"placement.target: expected {target.name!r}, found {placement['target']!r}")
     names = {layer.name: i for i, layer in enumerate(network.layers)}
     input_specs = [tuple(c["neurons"]) for c in placement["cores"] if c["layer"] == INPUT_LAYER]
-    specs = [(names[c["layer"]], tuple(c["neurons"]), tuple(c["fan_in"]), c["group"])
+    orders = placement.get("orders", {})
+    specs = [(names[c["layer"]], tuple(c["neurons"]), tuple(c["fan_in"]), c["group"], orders.get(c["layer"], "channel"))
              for c in placement["cores"] if c["layer"] != INPUT_LAYER]
     if [c["layer"] for c in placement["cores"][: len(input_specs)]] != [INPUT_LAYER] * len(input_specs):
         raise PlacementMismatch("placement.cores: expected the input generator cores first")

@@ -241,7 +241,7 @@ def detailed_tick_cycles(mapping, images: np.ndarray) -> np.ndarray:
                 for core_id in mapping.input_cores:
                     n0, n1 = mapping.cores[core_id].neurons
                     queue = queues.setdefault(core_id, CoreMessages([], [], []))
-                    for n in np.flatnonzero(encoded[sample, n0:n1]) + n0:
+                    for n in np.flatnonzero(encoded[sample, n0:n1]) + n0:  # input cores hold ranges
                         k = int(encoded[sample, n])
                         _emit(queue, input_destinations[n], k if unary else 1, 0.0, cycles["axon_out"])
             for index, layer in enumerate(net.layers):
@@ -249,13 +249,12 @@ def detailed_tick_cycles(mapping, images: np.ndarray) -> np.ndarray:
                 fired = activity.tick_spikes[layer.name][tick, sample] if not layer.readout else None
                 for core_id in mapping.layer_cores[index]:
                     core = mapping.cores[core_id]
-                    neurons = range(*core.neurons)
+                    neurons = mapping.neuron_ids(core_id)
                     queue = queues.setdefault(core_id, CoreMessages([], [], []))
                     if core.soma:
-                        count = fired[neurons.start : neurons.stop] if fired is not None else np.zeros(len(neurons),
-                                                                                                       np.int64)
+                        count = fired[neurons] if fired is not None else np.zeros(len(neurons), np.int64)
                         spikes = count if unary else (count > 0)
-                        costs = (cycles["compartment"] + updated[neurons.start : neurons.stop] * cycles["update"]
+                        costs = (cycles["compartment"] + updated[neurons] * cycles["update"]
                                  + spikes.astype(np.int64) * cycles["spike_out"]).astype(np.float64)
                         dests = layer_destinations[index] if fired is not None else [[] for _ in range(
                             layer.n_neurons)]

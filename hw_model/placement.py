@@ -2,7 +2,7 @@
 
 Layout (JSON, snake_case, version ``PLACEMENT_VERSION``)::
 
-    {"format": "mtsnn-placement", "format_version": 1,
+    {"format": "mtsnn-placement", "format_version": 2,
      "target": "loihi",                          # name of the target file it was made for
      "mesh": {"x": 8, "y": 4, "cores_per_router": 4},
      "routing": "xy", "encoding": "unary",
@@ -42,10 +42,11 @@ from .errors import one_line
 __all__ = ["PLACEMENT_FORMAT", "PLACEMENT_VERSION", "ROUTE_KINDS", "INPUT_LAYER", "check_placement", "xy_path"]
 
 PLACEMENT_FORMAT = "mtsnn-placement"
-PLACEMENT_VERSION = 1
+PLACEMENT_VERSION = 2
+NEURON_ORDERS = ("channel", "position")  # hw_model.mapper.neuron_order
 ROUTE_KINDS = ("spike", "partial_sum")
 INPUT_LAYER = "input"  # the layer name of input generator cores (hw_model.mapper.INPUT_LAYER)
-_PLACEMENT_KEYS = ("format", "format_version", "target", "mesh", "routing", "encoding", "cores", "routes")
+_PLACEMENT_KEYS = ("format", "format_version", "target", "mesh", "routing", "encoding", "orders", "cores", "routes")
 _MESH_KEYS = ("x", "y", "cores_per_router")
 _CORE_KEYS = ("id", "layer", "neurons", "fan_in", "group", "router", "axons", "synapses")
 _ROUTE_KEYS = ("src", "dst", "kind", "hops", "path")
@@ -244,10 +245,22 @@ def _check_routes(placement: dict, cores: list[dict]) -> None:
             raise _fail(f"{where}.path", f"the XY path {[list(p) for p in expected]}", path)
 
 
+def _check_orders(placement: dict, network) -> None:
+    """``orders``: each layer's neuron order (the order its cores' [start, stop) ranges index)."""
+    orders = placement.get("orders")
+    names = [layer.name for layer in network.layers]
+    if not isinstance(orders, dict) or sorted(orders) != sorted(names):
+        raise _fail("orders", f"an object with one order per layer ({', '.join(names[:8])})", orders)
+    for name, order in orders.items():
+        if order not in NEURON_ORDERS:
+            raise _fail(f"orders.{one_line(name, 64)}", " or ".join(repr(o) for o in NEURON_ORDERS), order)
+
+
 def check_placement(placement: dict, network) -> None:
     """Raise ValueError naming the field when ``placement`` does not fit ``network``."""
     if not isinstance(placement, dict):
         raise _fail("placement", "an object", placement)
     mesh_x, mesh_y, _ = _check_header(placement)
+    _check_orders(placement, network)
     cores = _check_cores(placement, network, mesh_x, mesh_y)
     _check_routes(placement, cores)

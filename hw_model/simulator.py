@@ -158,12 +158,13 @@ class _LayerPlan:
     bias: np.ndarray  # (n_out,) bias per neuron in neuron_dtype (zeros for pool)
     bias_nonzero: np.ndarray  # (n_out,) bool
     fan_in_ranges: tuple  # distinct (start, stop) fan-in ranges of the cores; one = no split
-    core_pieces: tuple  # split fan-in only: per core (range index, n0, n1, partial-sum column or -1)
+    core_pieces: tuple  # split fan-in only: per core (range index, its neurons (slice or ids), partial-sum column or -1)
     reads_matrix: np.ndarray  # (n_in, n_cores_l): synapses of the core the input drives
     membership: np.ndarray  # (n_out, n_cores_l): 1 where the (soma) core runs the neuron
     spike_matrix: np.ndarray  # (n_out, n_cores_l [+ n_spike_routes if unary]) applied to counts
     event_matrix: np.ndarray  # (n_out, n_cores_l [+ n_spike_routes if graded]) applied to counts > 0
     compartments: np.ndarray  # (n_cores_l, 1) neurons allocated on each core
+    soma_neurons: np.ndarray  # (n_cores_l, 1) neurons a core runs (0 for a partial-sum core)
     routes: _Routes  # spike routes to the next layer, then partial-sum routes
 
     @property
@@ -215,6 +216,13 @@ def _spike_matrices(membership: np.ndarray, route_neurons: np.ndarray, unary: bo
     return _exact_events_matrix(by_count, smax), _exact_events_matrix(by_event, 1)
 
 
+def _index(ids: np.ndarray):
+    """A slice when ``ids`` is a contiguous ascending range (cheap views), else the id array."""
+    if ids.size and ids[-1] - ids[0] + 1 == ids.size and np.all(np.diff(ids) == 1):
+        return slice(int(ids[0]), int(ids[-1]) + 1)
+    return ids
+
+
 def _layer_plan(mapping: Mapping, index: int, cycles: dict) -> _LayerPlan:
     net = mapping.network
     layer = net.layers[index]
@@ -242,12 +250,13 @@ def _layer_plan(mapping: Mapping, index: int, cycles: dict) -> _LayerPlan:
         reads[conn.axons, local] = conn.fanout
         compartments[local] = core.n_neurons
         if core.soma:
-            membership[np.arange(*core.neurons), local] = 1.0
+            membership[mapping.neuron_ids(core.core_id), local] = 1.0
 
     ranges = tuple(dict.fromkeys(core.fan_in for core in cores))
     psum_ids = [r.route_id for r in mapping.routes if r.layer_index == index and r.kind == "partial_sum"]
     psum_column = {mapping.routes[r].src: i for i, r in enumerate(psum_ids)}
-    pieces = tuple((ranges.index(core.fan_in), *core.neurons, psum_column.get(core.core_id, -1)) for core in cores)
+    pieces = tuple((ranges.index(core.fan_in), _index(mapping.neuron_ids(core.core_id)),
+                    psum_column.get(core.core_id, -1)) for core in cores)
     spike_ids = list(mapping.spike_route_ids[index])
     by_count, by_event = _spike_matrices(membership, mapping.spike_route_neurons[index], unary, p.smax)
     max_packets = max(p.smax, 1) * max(n_out, 1)
@@ -257,6 +266,7 @@ def _layer_plan(mapping: Mapping, index: int, cycles: dict) -> _LayerPlan:
         reads_matrix=_exact_events_matrix(reads, smax_in if unary else 1),
         membership=_exact_events_matrix(membership, 1), spike_matrix=by_count, event_matrix=by_event,
         compartments=compartments,
+        soma_neurons=np.array([[core.n_neurons if core.soma else 0] for core in cores], dtype=np.int64),
         routes=_routes_plan(mapping, spike_ids + psum_ids, core_ids, cycles, max_packets, len(spike_ids)),
     )
 
@@ -270,7 +280,7 @@ def _plans(mapping: Mapping) -> _Plans:
     n_in = int(np.prod(net.encoder.shape))
     membership = np.zeros((n_in, len(input_ids)))
     for local, core_id in enumerate(input_ids):
-        membership[np.arange(*mapping.cores[core_id].neurons), local] = 1.0
+        membership[mapping.neuron_ids(core_id), local] = 1.0
     by_count, by_event = _spike_matrices(membership, mapping.input_route_neurons, unary, net.encoder.smax)
     input_routes = _routes_plan(mapping, list(mapping.input_route_ids), input_ids, cycles,
                                 max(net.encoder.smax, 1) * n_in, len(mapping.input_route_ids))
@@ -336,9 +346,9 @@ def _synaptic_input(plan: _LayerPlan, x: np.ndarray, per_neuron: bool = False):
     partials = [_fan_in_input(plan, operand, b, c0, c1) for c0, c1 in plan.fan_in_ranges]
     current = np.zeros((b, plan.layer.n_neurons), dtype=plan.neuron_dtype)
     nonzero = {}
-    for local, (range_index, n0, n1, column) in enumerate(plan.core_pieces):
-        piece = partials[range_index][:, n0:n1]
-        current[:, n0:n1] += piece
+    for local, (range_index, neurons, column) in enumerate(plan.core_pieces):
+        piece = partials[range_index][:, neurons]
+        current[:, neurons] += piece
         if column >= 0:
             psum_messages[:, column] = np.count_nonzero(piece, axis=1)
             if per_neuron:
@@ -466,19 +476,21 @@ def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, r
                 psum, nonzero = psum
                 for i, t in enumerate(active_ticks):
                     partial_nonzero[t] = {local: sent[i * b : (i + 1) * b] for local, sent in nonzero.items()}
+            every_neuron_updates = bool(plan.bias_nonzero.all())  # a bias changes every membrane every tick
             for i, t in enumerate(active_ticks):
                 currents[t + 1] = current[i * b : (i + 1) * b]
                 psums[t] = psum[i * b : (i + 1) * b]
-                arrived[t + 1] = _input_arrived(layer, source[t])
+                if not every_neuron_updates or record_ticks:
+                    arrived[t + 1] = _input_arrived(layer, source[t])
         v = np.zeros((b, layer.n_neurons), dtype=plan.neuron_dtype)
         window = sched.window(plan.index)
         if record_ticks:
             tick_updates[layer.name] = np.zeros((n_ticks, b, layer.n_neurons), dtype=bool)
             if plan.split_fan_in:
                 tick_psums[layer.name] = {}
-                for local, (_, n0, n1, column) in enumerate(plan.core_pieces):
+                for local, (_, neurons, column) in enumerate(plan.core_pieces):
                     if column >= 0:
-                        sent = np.zeros((n_ticks, b, n1 - n0), dtype=bool)
+                        sent = np.zeros((n_ticks, b, mapping.cores[int(ids[local])].n_neurons), dtype=bool)
                         for t, partial in partial_nonzero.items():
                             sent[t] = partial[local]
                         tick_psums[layer.name][int(ids[local])] = sent
@@ -489,12 +501,15 @@ def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, r
             if t == sched.reset_tick(plan.index):
                 v = np.zeros_like(v)  # the per-layer reset offset (hw_model.schedule)
             i_t = plan.bias + currents[t] if t in currents else np.broadcast_to(plan.bias, v.shape)
-            updated = (v != 0) | plan.bias_nonzero
-            if t in arrived:
-                updated |= arrived[t]
-            counts["updates"][ids, t] = _count(updated, plan.membership).T
-            if record_ticks:
-                tick_updates[layer.name][t] = updated
+            if plan.bias_nonzero.all() and not record_ticks:
+                counts["updates"][ids, t] = plan.soma_neurons  # every neuron of a soma core
+            else:
+                updated = (v != 0) | plan.bias_nonzero
+                if t in arrived:
+                    updated |= arrived[t]
+                counts["updates"][ids, t] = _count(updated, plan.membership).T
+                if record_ticks:
+                    tick_updates[layer.name][t] = updated
             if layer.readout:
                 v, clipped = readout_step(v, i_t, p.acc_bits)
             else:

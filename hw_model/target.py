@@ -167,9 +167,12 @@ class Target:
         return self.mesh_x * self.mesh_y
 
     def router_of(self, core_id: int) -> tuple[int, int]:
-        """(x, y) of the router that serves core ``core_id`` (row-major router order)."""
+        """(x, y) of the router that serves core ``core_id``. Routers are filled in boustrophedon
+        order (row 0 left to right, row 1 right to left, ...), so consecutive routers, and with
+        them consecutive cores and layers, are always neighbours on the mesh."""
         router = core_id // self.cores_per_router
-        return router % self.mesh_x, router // self.mesh_x
+        y, along = divmod(router, self.mesh_x)
+        return (along if y % 2 == 0 else self.mesh_x - 1 - along), y
 
     def synapse_event(self, kind: str) -> str:
         return f"synapse_{kind}"

@@ -346,13 +346,15 @@ def resolve_core(core: str | os.PathLike):
 
 def simulate(core: str | os.PathLike, *, target: str | os.PathLike = "loihi", dataset: str | None = None,
              samples: int | None = None, batch_size: int = 128, static: str | None = None,
-             detailed_samples: int = 16, crosscheck_samples: int | None = None,
+             objective: str = "cores", detailed_samples: int = 16, crosscheck_samples: int | None = None,
              progress: Callable[[int, int], None] | None = None) -> SimulationReport:
     """Map the core description (an export folder, or a ``.core.json``) onto ``target`` (a preset
     name or a TOML file), run ``samples`` test images of ``dataset`` (default: the data set the
     export recorded) tick by tick and report SOPs, latency and energy per layer, core and total.
     ``static``: how static power is charged, "chip" | "used-cores" | "none" (default: the
-    target's default, stated in the report). ``detailed_samples``: run the first N samples
+    target's default, stated in the report). ``objective``: map for the fewest "cores" (every
+    core packed), or for the lowest "latency" or "energy" (per-core neuron caps compared by
+    simulating the first 8 samples; ``hw_model.optimize``). ``detailed_samples``: run the first N samples
     through the detailed network model too (links that fill up, back-pressure; ``hw_model.noc``)
     and scale every sample's latency by its ratio to the contention-free model (0: the fast
     model alone). ``crosscheck_samples``: also run that many samples
@@ -360,7 +362,7 @@ def simulate(core: str | os.PathLike, *, target: str | os.PathLike = "loihi", da
     before anything runs). ``progress(done, total)`` is called with 0 before the first batch
     and after every batch."""
     from mtsnn.hw_model.coredesc import read_core
-    from mtsnn.hw_model.mapper import map_network, mapping_from_placement
+    from mtsnn.hw_model.mapper import mapping_from_placement
     from mtsnn.hw_model.report import build_report
     from mtsnn.hw_model.simulator import simulate as run_simulation
     from mtsnn.hw_model.target import load_target
@@ -377,22 +379,30 @@ def simulate(core: str | os.PathLike, *, target: str | os.PathLike = "loihi", da
     json_path, manifest = resolve_core(core)
     description = read_core(json_path)
     network = description.network
+    from mtsnn.hw_model.optimize import OBJECTIVES, map_for_objective
+
+    if objective not in OBJECTIVES:
+        raise InputError(f"--objective: expected one of {', '.join(OBJECTIVES)}, found {objective!r}")
     chip = load_target(target)
     placement = description.placement
-    if placement is not None and placement.get("target") == chip.name:
+    recorded = None
+    candidates = []
+    if placement is not None and placement.get("target") == chip.name and objective == "cores":
         mapping = mapping_from_placement(placement, network, chip)
-    else:
-        mapping = map_network(network, chip)
+        recorded = "the placement stored in the core description"
+    if crosscheck_samples is not None and (isinstance(crosscheck_samples, bool) or
+                                           not isinstance(crosscheck_samples, int) or crosscheck_samples < 1):
+        raise InputError(f"--crosscheck-samples: expected an integer >= 1, found {crosscheck_samples!r}")
+    recorded_data = (manifest.dataset if manifest else None) or network.provenance.get("dataset")
+    spec = dataset_name(dataset or (recorded_data if isinstance(recorded_data, str) else None))
+    data = load_matching_dataset(spec, network.encoder.shape, network.n_classes, str(json_path))
+    images, labels, note = first_samples(data.test, samples)
+    if recorded is None:
+        mapping, candidates = map_for_objective(network, chip, objective, images[:8], static)
     if crosscheck_samples is not None:
         from mtsnn.crosscheck import check_comparable
 
-        if isinstance(crosscheck_samples, bool) or not isinstance(crosscheck_samples, int) or crosscheck_samples < 1:
-            raise InputError(f"--crosscheck-samples: expected an integer >= 1, found {crosscheck_samples!r}")
         check_comparable(mapping)
-    recorded = (manifest.dataset if manifest else None) or network.provenance.get("dataset")
-    spec = dataset_name(dataset or (recorded if isinstance(recorded, str) else None))
-    data = load_matching_dataset(spec, network.encoder.shape, network.n_classes, str(json_path))
-    images, labels, note = first_samples(data.test, samples)
     total, done = len(labels), [0]
 
     def on_batch(n: int) -> None:
@@ -408,6 +418,8 @@ def simulate(core: str | os.PathLike, *, target: str | os.PathLike = "loihi", da
     detailed = detailed_tick_cycles(mapping, images[:detailed_samples]) if detailed_samples else None
     report = build_report(result, static=static, core_path=str(json_path), detailed_cycles=detailed)
     report["dataset"] = spec
+    report["mapping"] = {"objective": objective, "source": recorded or f"mapped for the objective '{objective}'",
+                         "orders": mapping.orders(), "candidates": [c.to_dict() for c in candidates]}
     check = None
     if crosscheck_samples is not None:
         from mtsnn.crosscheck import sanafe_crosscheck

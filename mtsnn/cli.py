@@ -239,6 +239,9 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--static", choices=("chip", "used-cores", "none"), default=None,
                         help="how static power is charged: the whole chip's, the share of the cores in use, or none "
                              "(default: the target's, stated in the report)")
+    parser.add_argument("--objective", choices=("cores", "latency", "energy"), default="cores",
+                        help="map for the fewest cores (default), or for the lowest latency or energy per sample "
+                             "(per-core neuron caps compared by simulating the first 8 samples)")
     parser.add_argument("--detailed-samples", type=int, default=16,
                         help="run the first N samples through the detailed network model (links that fill up, "
                              "back-pressure) and scale every sample's latency by its ratio to the contention-free "
@@ -278,7 +281,8 @@ def run_sim(args: argparse.Namespace) -> int:
 
     try:
         sim = api.simulate(args.core, target=args.target, dataset=args.dataset, samples=args.samples,
-                           batch_size=args.batch_size, static=args.static, detailed_samples=args.detailed_samples,
+                           batch_size=args.batch_size, static=args.static, objective=args.objective,
+                           detailed_samples=args.detailed_samples,
                            crosscheck_samples=args.crosscheck_samples if args.crosscheck else None,
                            progress=None if args.no_progress else progress)
     finally:

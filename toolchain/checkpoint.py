@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,23 +61,58 @@ class CheckpointError(InputError):
     """A file that is not a readable mtsnn checkpoint (one-line message naming the file)."""
 
 
-def _feed(digest, obj: Any) -> None:
+MAX_NESTING = 64  # levels of dicts and lists in a payload (the writer uses 5)
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _tensor_problem(tensor: torch.Tensor) -> str | None:
+    """Why ``tensor`` is not a plain dense CPU tensor backed by its own bytes, or None.
+
+    A pickle can describe a sparse, meta or quantized tensor, or a view whose shape is far
+    larger than its storage (stride 0: 8 bytes in the file claiming 40 GB); materialising those
+    would crash or allocate without bound, so they are refused before any copy is made."""
+    if tensor.layout != torch.strided or tensor.is_quantized or tensor.device.type != "cpu":
+        return f"a {tensor.layout} {tensor.dtype} tensor on {tensor.device.type}"
+    nbytes = tensor.numel() * tensor.element_size()
+    if nbytes > tensor.untyped_storage().nbytes():
+        return f"a view of shape {list(tensor.shape)} over {tensor.untyped_storage().nbytes()} bytes of storage"
+    return None
+
+
+def _feed(digest, obj: Any, depth: int = 0) -> None:
     """Feed ``obj`` to ``digest`` in a canonical, serializer-independent byte form."""
+    if depth > MAX_NESTING:
+        raise CheckpointError(f"checkpoint: expected at most {MAX_NESTING} levels of nested dicts and lists, "
+                              "found more")
     if isinstance(obj, torch.Tensor):
-        tensor = obj.detach().cpu().contiguous()
+        problem = _tensor_problem(obj)
+        if problem is not None:
+            raise CheckpointError(f"checkpoint: expected plain dense CPU tensors, found {problem}")
+        tensor = obj.detach().contiguous()
         digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     elif isinstance(obj, dict):
         digest.update(f"D{len(obj)}".encode())
-        for key in sorted(obj, key=lambda k: (type(k).__name__, str(k))):
-            digest.update(f"K{type(key).__name__}:{key!s}".encode())
-            _feed(digest, obj[key])
+        odd = next((k for k in obj if k is not None and not isinstance(k, (str, int, float, bytes))), None)
+        if odd is not None:
+            raise CheckpointError(f"checkpoint: expected dict keys that are plain values, found a {type(odd).__name__}")
+        try:
+            keys = sorted(obj, key=lambda k: (type(k).__name__, str(k)))
+        except ValueError as exc:  # an integer key of more digits than Python converts to text
+            raise CheckpointError(f"checkpoint: cannot digest a key ({_first_line(exc)})") from None
+        for key in keys:
+            digest.update(f"K{type(key).__name__}:{key!s}".encode("utf-8", "surrogatepass"))
+            _feed(digest, obj[key], depth + 1)
     elif isinstance(obj, (list, tuple)):
         digest.update(f"L{len(obj)}".encode())
         for item in obj:
-            _feed(digest, item)
+            _feed(digest, item, depth + 1)
     elif obj is None or isinstance(obj, (bool, int, float, str, bytes)):
-        digest.update(f"V{type(obj).__name__}:{obj!r}".encode())
+        try:
+            text = f"V{type(obj).__name__}:{obj!r}"
+        except ValueError as exc:  # an integer of more digits than Python converts to text
+            raise CheckpointError(f"checkpoint: cannot digest a value ({_first_line(exc)})") from None
+        digest.update(text.encode("utf-8", "surrogatepass"))
     else:
         raise CheckpointError(f"checkpoint: cannot digest a {type(obj).__name__}")
 
@@ -169,7 +205,7 @@ def _check_payload(path: Path, payload: Any) -> None:
         raise CheckpointError(f"{path}: format: expected {CHECKPOINT_FORMAT!r}, found {one_line(repr(found), 80)} "
                               "(not an mtsnn checkpoint)")
     version = payload.get("format_version")
-    if version not in (1, CHECKPOINT_VERSION) or isinstance(version, bool):
+    if type(version) is not int or version not in (1, CHECKPOINT_VERSION):  # not 2.0, True or a tensor
         raise CheckpointError(f"{path}: format_version: expected 1 or {CHECKPOINT_VERSION}, "
                               f"found {one_line(repr(version), 80)}")
     if version >= 2:
@@ -198,8 +234,12 @@ def _check_state_dict(path: Path, config: ModelConfig, state: dict) -> None:
                               f"{len(extra)} unexpected ({one_line(', '.join(map(str, extra[:3])), 120)})")
     for key, shape in expected.items():
         tensor = state[key]
-        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
-            raise CheckpointError(f"{path}: state_dict.{key}: expected a float tensor, found {type(tensor).__name__}")
+        if not isinstance(tensor, torch.Tensor) or tensor.dtype not in _FLOAT_DTYPES:
+            found = f"a {tensor.dtype} tensor" if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise CheckpointError(f"{path}: state_dict.{key}: expected a float tensor, found {found}")
+        problem = _tensor_problem(tensor)  # a version 1 file's tensors were not digested
+        if problem is not None:
+            raise CheckpointError(f"{path}: state_dict.{key}: expected a plain dense CPU tensor, found {problem}")
         if tuple(tensor.shape) != shape:
             raise CheckpointError(f"{path}: state_dict.{key}: expected shape {list(shape)}, found {list(tensor.shape)}")
         if not bool(torch.isfinite(tensor).all()):
@@ -224,8 +264,163 @@ def model_from_payload(path: str | os.PathLike, payload: dict, *, bits: int | No
         model.load_state_dict(payload["state_dict"])
     except (TypeError, ValueError, RuntimeError, KeyError, AttributeError) as exc:
         raise CheckpointError(f"{path}: config/state_dict: cannot rebuild the model: {_first_line(exc)}") from None
+    if payload.get("resume") is not None:
+        _check_resume(path, model, payload)
     model.eval()
     return model
+
+
+_RESUME_KEYS = ("epoch", "optimizer", "scheduler", "generator", "torch_rng", "seconds")
+_ADAM_STATE_KEYS = {"step", "exp_avg", "exp_avg_sq"}
+_EVOLVING_SCHEDULER_KEYS = {"last_epoch", "_step_count", "_last_lr", "_is_initial", "_get_lr_called_within_step"}
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``a == b`` with the same types throughout (1 is not True, a tensor is never equal)."""
+    if type(a) is not type(b) or isinstance(a, torch.Tensor):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _check_resume(path: Path, model: MTSNN, payload: dict) -> None:
+    """The resume section of an unfinished run fits its model and its recorded settings.
+
+    ``mtsnn.resume`` hands these states to torch as they are; a state that does not fit (a
+    generator state torch refuses, an optimizer state of other shapes, a schedule of another
+    length, an epoch count beyond the run's) would fail half-way through training or continue
+    a different run than the one recorded. Checked here, before anything runs."""
+    from .train import TrainSettings, _scheduler
+
+    resume, training = payload["resume"], payload["training"]
+
+    def fail(field: str, expected: str, found: Any) -> CheckpointError:
+        text = found if isinstance(found, str) else repr(found)
+        return CheckpointError(f"{path}: {field}: expected {expected}, found {one_line(text, 80)}")
+
+    missing = [key for key in _RESUME_KEYS if key not in resume]
+    extra = [key for key in resume if key not in _RESUME_KEYS]
+    if missing or extra:
+        raise fail("resume", f"the keys {', '.join(_RESUME_KEYS)}",
+                   f"{len(missing)} missing ({', '.join(missing)}) and {len(extra)} unexpected "
+                   f"({', '.join(map(str, extra[:3]))})")
+    names = [name for name in TrainSettings.__dataclass_fields__ if name != "progress"]
+    for name in names:
+        if name not in training:
+            raise fail(f"training.{name}", "the run's setting", "nothing")
+    try:
+        settings = TrainSettings(**{name: training[name] for name in names}, progress=False)
+    except (InputError, TypeError, ValueError, OverflowError) as exc:
+        raise CheckpointError(f"{path}: training: {_first_line(exc)}") from None
+    epoch = resume["epoch"]
+    if not (type(epoch) is int and 1 <= epoch < settings.epochs):
+        raise fail("resume.epoch", f"the epochs done of an unfinished run of {settings.epochs}, "
+                   f"1..{settings.epochs - 1}", epoch)
+    if training.get("complete") is not False:
+        raise fail("training.complete", "false (the run is unfinished: it has a resume section)",
+                   training.get("complete"))
+    history = training.get("history")
+    if not (isinstance(history, list) and len(history) == epoch and all(isinstance(h, dict) for h in history)):
+        raise fail("training.history", f"one record per epoch done ({epoch})",
+                   f"{len(history)} entries" if isinstance(history, list) else type(history).__name__)
+    if not (_is_real(resume["seconds"]) and resume["seconds"] >= 0):
+        raise fail("resume.seconds", "a finite number >= 0", resume["seconds"])
+    for key in ("generator", "torch_rng"):
+        state = resume[key]
+        if not (isinstance(state, torch.Tensor) and state.dtype == torch.uint8 and state.dim() == 1
+                and _tensor_problem(state) is None):
+            raise fail(f"resume.{key}", "a random generator's state (a uint8 tensor)",
+                       f"a {state.dtype} tensor" if isinstance(state, torch.Tensor) else type(state).__name__)
+        try:
+            torch.Generator().set_state(state.clone())
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise fail(f"resume.{key}", "a random generator's state torch accepts", _first_line(exc)) from None
+
+    params = list(model.parameters())
+    scheduler = resume["scheduler"]
+    total = scheduler.get("total_steps") if isinstance(scheduler, dict) else None
+    if not (type(total) is int and total >= settings.epochs and total % settings.epochs == 0):
+        raise fail("resume.scheduler.total_steps", f"a whole number of steps per epoch for {settings.epochs} epochs",
+                   total if isinstance(scheduler, dict) else type(scheduler).__name__)
+    steps_per_epoch = total // settings.epochs
+    fresh_optimizer = torch.optim.Adam([torch.zeros(1)], lr=settings.lr, weight_decay=settings.weight_decay)
+    fresh = _scheduler(fresh_optimizer, settings, steps_per_epoch).state_dict()
+    for key, value in scheduler.items():
+        if key not in fresh:
+            raise fail("resume.scheduler", f"the keys of torch's {type(fresh_optimizer).__name__} schedule",
+                       f"an unknown key {key!r}")
+        if key not in _EVOLVING_SCHEDULER_KEYS and not _same(value, fresh[key]):
+            raise fail(f"resume.scheduler.{key}", f"{fresh[key]!r} (the schedule of the recorded settings)", value)
+    done = epoch * steps_per_epoch
+    if scheduler.get("last_epoch") != done or type(scheduler.get("last_epoch")) is not int:
+        raise fail("resume.scheduler.last_epoch", f"{done} (steps of {epoch} epochs)", scheduler.get("last_epoch"))
+    if "_step_count" in scheduler and not _same(scheduler["_step_count"], done + 1):
+        raise fail("resume.scheduler._step_count", str(done + 1), scheduler["_step_count"])
+    last_lr = scheduler.get("_last_lr")
+    if last_lr is not None and not (isinstance(last_lr, list) and len(last_lr) == 1 and _is_real(last_lr[0])):
+        raise fail("resume.scheduler._last_lr", "a list of one finite number", last_lr)
+    for key in ("_is_initial", "_get_lr_called_within_step"):
+        if key in scheduler and not isinstance(scheduler[key], bool):
+            raise fail(f"resume.scheduler.{key}", "true or false", scheduler[key])
+
+    optimizer = resume["optimizer"]
+    if not (isinstance(optimizer, dict) and set(optimizer) == {"state", "param_groups"}):
+        raise fail("resume.optimizer", "an Adam state (state, param_groups)",
+                   sorted(map(str, optimizer)) if isinstance(optimizer, dict) else type(optimizer).__name__)
+    groups = optimizer["param_groups"]
+    if not (isinstance(groups, list) and len(groups) == 1 and isinstance(groups[0], dict)):
+        raise fail("resume.optimizer.param_groups", "one parameter group", groups)
+    group, fresh_group = groups[0], fresh_optimizer.param_groups[0]
+    for key, value in group.items():
+        field = f"resume.optimizer.param_groups[0].{one_line(key, 40)}"
+        if key not in fresh_group:
+            raise fail(field, "a key of torch's Adam parameter group", "an unknown key")
+        reference = fresh_group[key]
+        if key == "params":
+            if not _same(value, list(range(len(params)))):
+                raise fail(field, f"the model's {len(params)} parameters, 0..{len(params) - 1}", value)
+        elif key == "betas":
+            if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_real(b) and 0 <= b < 1
+                                                                                 for b in value)):
+                raise fail(field, "two finite numbers in [0, 1)", value)
+        elif key == "lr":
+            if not (_is_real(value) and 0 <= value <= settings.lr):
+                raise fail(field, f"a finite number 0..{settings.lr:g} (the peak learning rate)", value)
+        elif not _same(value, reference) and not (_is_real(value) and _is_real(reference) and value == reference):
+            raise fail(field, f"{reference!r} (from the recorded settings)", value)
+    for key in ("lr", "betas", "eps", "weight_decay", "initial_lr", "max_lr", "min_lr"):
+        if key in fresh_group and key not in group:
+            raise fail(f"resume.optimizer.param_groups[0].{key}", "a value", "nothing")
+    state = optimizer["state"]
+    if not isinstance(state, dict):
+        raise fail("resume.optimizer.state", "a dict of parameter index -> Adam state", type(state).__name__)
+    for index, entry in state.items():
+        field = f"resume.optimizer.state[{one_line(repr(index), 20)}]"
+        if type(index) is not int or not 0 <= index < len(params):
+            raise fail(field, f"a parameter index 0..{len(params) - 1}", "another key")
+        if not (isinstance(entry, dict) and set(entry) == _ADAM_STATE_KEYS):
+            raise fail(field, "the keys " + ", ".join(sorted(_ADAM_STATE_KEYS)),
+                       sorted(map(str, entry)) if isinstance(entry, dict) else type(entry).__name__)
+        step = entry["step"]
+        if not (isinstance(step, torch.Tensor) and step.dtype in _FLOAT_DTYPES and step.dim() == 0
+                and _tensor_problem(step) is None and float(step) == done):
+            raise fail(f"{field}.step", f"a scalar float tensor holding {done} (steps of {epoch} epochs)", step)
+        for key in ("exp_avg", "exp_avg_sq"):
+            moment = entry[key]
+            if not (isinstance(moment, torch.Tensor) and moment.dtype in _FLOAT_DTYPES
+                    and moment.shape == params[index].shape and _tensor_problem(moment) is None
+                    and bool(torch.isfinite(moment).all()) and (key == "exp_avg" or bool((moment >= 0).all()))):
+                found = (f"a {moment.dtype} tensor of shape {list(moment.shape)}"
+                         if isinstance(moment, torch.Tensor) else type(moment).__name__)
+                raise fail(f"{field}.{key}", f"finite float values{' >= 0' if key == 'exp_avg_sq' else ''} of "
+                           f"shape {list(params[index].shape)}", found)
 
 
 def load_checkpoint(path: str | os.PathLike, *, bits: int | None = None) -> tuple[MTSNN, dict]:

@@ -135,7 +135,8 @@ def test_connectivity_is_exact(name, overrides):
         if core.is_input:
             assert conn.n_axons == 0 and core.fan_in == (0, 0)
             continue
-        table = core_synapses(mapping.network.layers[core.layer_index], core.neurons, core.fan_in)  # explicit loops
+        table = core_synapses(mapping.network.layers[core.layer_index], mapping.neuron_ids(core.core_id),
+                              core.fan_in)  # explicit loops
         assert conn.axons.tolist() == sorted(table)
         assert conn.fanout.tolist() == [len(table[a]) for a in sorted(table)]
 
@@ -166,7 +167,7 @@ def test_routes_are_xy_and_follow_connectivity(name, overrides):
         for dst in mapping.cores:
             if dst.layer_index == src.layer_index + 1:
                 axons = mapping.connectivity[dst.core_id].axons
-                if ((axons >= src.neurons[0]) & (axons < src.neurons[1])).any():
+                if np.isin(axons, mapping.neuron_ids(src.core_id)).any():
                     expected.add((src.core_id, dst.core_id))
     assert spike_pairs == expected
 
@@ -292,3 +293,53 @@ def test_input_generators_are_cut_to_respect_the_fan_out_limit():
     assert [core.neurons for core in inputs] == sorted(core.neurons for core in inputs)
     for core in inputs:
         assert sum(1 for r in mapping.routes if r.src == core.core_id) <= limit
+
+
+def test_position_order_shares_input_windows_and_needs_fewer_cores():
+    """A conv layer whose fan-in nearly fills a core's axons: in channel order a core holds a few
+    positions of one channel (each position needs its own window), in position order all
+    channels of one position share one window: far fewer cores, every core still within limits."""
+    from mtsnn.hw_model.mapper import neuron_order, partition_layer
+
+    net = _net(input_shape=(24, 4, 4), layers=(("conv", 28, 3, 1), ("pool", 4)))
+    conv = net.layers[0]
+    channel, position = partition_layer(conv, TRUENORTH, "channel"), partition_layer(conv, TRUENORTH, "position")
+    assert len(position) * 4 < len(channel)
+    mapping = map_network(net, TRUENORTH)
+    assert mapping.orders()["conv1"] == "position" and len(mapping.layer_cores[0]) == len(position)
+    ids = np.concatenate([mapping.neuron_ids(c) for c in mapping.layer_cores[0]])
+    assert sorted(ids.tolist()) == list(range(conv.n_neurons))  # every neuron exactly once
+    assert neuron_order(conv, "position")[:28].tolist() == [c * 16 for c in range(28)]  # position 0, all channels
+
+
+def test_routers_fill_in_boustrophedon_order():
+    target = dataclasses.replace(LOIHI, cores_per_router=1, n_cores=32)
+    routers = [target.router_of(i) for i in range(32)]
+    assert len(set(routers)) == 32
+    for a, b in zip(routers[:-1], routers[1:]):
+        assert abs(a[0] - b[0]) + abs(a[1] - b[1]) == 1  # consecutive cores are neighbours
+    assert routers[7] == (7, 0) and routers[8] == (7, 1) and routers[15] == (0, 1)
+
+
+def test_objective_compares_neuron_caps_by_simulation():
+    from mtsnn.hw_model.optimize import map_for_objective, neuron_caps
+    from mtsnn.hw_model.reference import run_reference
+    from mtsnn.hw_model.simulator import simulate_batch
+    from mtsnn.hw_model.synthetic import random_images
+
+    net = _net(layers=(("conv", 8, 3, 1), ("pool", 2), ("dense", 64)), smax=3)
+    images = random_images(np.random.default_rng(1), 6, (1, 8, 8))
+    assert neuron_caps(LOIHI) == [1024, 512, 256, 128, 64, 32]
+    fewest, only = map_for_objective(net, LOIHI, "cores")
+    assert len(only) == 1 and only[0].latency_s is None
+    fastest, tried = map_for_objective(net, LOIHI, "latency", images)
+    assert [c.neuron_cap for c in tried] == neuron_caps(LOIHI)[: len(tried)] and len(tried) >= 3
+    best = min(tried, key=lambda c: c.latency_s)
+    assert fastest.n_cores == best.cores and fastest.n_cores > fewest.n_cores
+    assert fastest.target == LOIHI  # the cap was a mapping choice; utilisation is against the real core
+    cheapest, tried_e = map_for_objective(net, LOIHI, "energy", images)
+    assert cheapest.n_cores == min(tried_e, key=lambda c: c.energy_j).cores
+    ref = run_reference(net, images)
+    assert np.array_equal(simulate_batch(fastest, images).logits, ref.logits)
+    with pytest.raises(ValueError, match="expected calibration images"):
+        map_for_objective(net, LOIHI, "latency")

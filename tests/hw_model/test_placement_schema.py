@@ -156,7 +156,7 @@ BROKEN = {
     "missing routes": ((), _del("routes")),
     "missing mesh": ((), _del("mesh")),
     "format": ((), _set("format", "other")),
-    "format_version 2": ((), _set("format_version", 2)),
+    "format_version 1": ((), _set("format_version", 1)),
     "routing yx": ((), _set("routing", "yx")),
     "encoding": ((), _set("encoding", "binary")),
     "no cores": ((), _set("cores", [])),

@@ -25,7 +25,8 @@ PARTITIONINGS = {
     "preset": {},
     "small-cores": dict(neurons_per_core=7, **MESH),
     "split-fan-in": dict(neurons_per_core=6, axons_per_core=10, partial_sums=True, **MESH),
-    "graded": dict(encoding="graded", neurons_per_core=11, **MESH),
+    "graded": dict(encoding="graded", payload_bits=8, neurons_per_core=11, **MESH),
+    "position-order": dict(neurons_per_core=12, axons_per_core=40, partial_sums=True, **MESH),
 }
 NETWORKS = {
     "conv-pool-dense": dict(input_shape=(1, 8, 8), layers=(("conv", 4, 3, 1), ("pool", 2), ("dense", 16))),
@@ -115,6 +116,7 @@ CYCLE_CASES = [
     ("two-conv", "truenorth", "graded"),
     ("two-conv", "loihi", "small-cores"),
     ("dense-only", "truenorth", "split-fan-in"),
+    ("two-conv", "loihi", "position-order"),
 ]
 
 

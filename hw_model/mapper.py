@@ -38,7 +38,7 @@ import numpy as np
 from .errors import InputError
 from .network import ConvLayer, DenseLayer, IntegerNetwork, PoolLayer
 from .placement import PLACEMENT_FORMAT, PLACEMENT_VERSION, check_placement, xy_path
-from .target import Target
+from .target import Target, synapse_memory_bits_needed
 
 __all__ = [
     "DesignRuleError",
@@ -56,6 +56,7 @@ __all__ = [
     "INPUT_LAYER",
     "check_design_rules",
     "synapse_bits",
+    "core_synapse_bits",
     "fan_in_groups",
     "fanin_indices",
     "core_connectivity",
@@ -109,11 +110,19 @@ def fan_in_fits_core_or_can_split(network: IntegerNetwork, target: Target) -> No
             )
 
 
+def core_synapse_bits(layer, conn, n_neurons: int, target: Target) -> int:
+    """Bits the synapses of a core (its connectivity ``conn``) take in the target's format, at
+    the layer's weight bits (``synapse_bits``)."""
+    return synapse_memory_bits_needed(target, conn.fanout, layer.synapse_kind, n_neurons, synapse_bits(layer))
+
+
 def synapse_memory_fits_core(network: IntegerNetwork, target: Target) -> None:
-    """One neuron's synapses (of one fan-in group when splitting is allowed) must fit a core."""
+    """One neuron's synapses (of one fan-in group when splitting is allowed) must fit a core, in
+    the target's storage format (``synapse_memory_bits_needed``)."""
     for layer in network.layers:
         smallest = min(layer.fan_in, 1 if target.partial_sums else layer.fan_in)
-        needed = smallest * synapse_bits(layer)
+        needed = synapse_memory_bits_needed(target, np.ones(smallest, dtype=np.int64), layer.synapse_kind, 1,
+                                            synapse_bits(layer))
         if needed > target.synapse_memory_bits:
             raise DesignRuleError(
                 f"layer {layer.name}: synapse memory {needed} bits for one neuron > "
@@ -166,7 +175,8 @@ def fan_in_groups(layer, target: Target) -> list[tuple[int, int]]:
     fan_in = layer.fan_in
     if not target.partial_sums:
         return [(0, fan_in)]
-    size = min(fan_in, target.axons_per_core, max(1, target.synapse_memory_bits // synapse_bits(layer)))
+    per_axon = synapse_memory_bits_needed(target, [1], layer.synapse_kind, 1, synapse_bits(layer))
+    size = min(fan_in, target.axons_per_core, max(1, target.synapse_memory_bits // per_axon))
     return [(start, min(start + size, fan_in)) for start in range(0, fan_in, size)]
 
 
@@ -256,7 +266,7 @@ def _slice_fits(layer, target: Target, groups, ids: np.ndarray) -> bool:
         conn = core_connectivity(layer, ids, group)
         if conn.n_axons > target.axons_per_core:
             return False
-        if conn.n_synapses * synapse_bits(layer) > target.synapse_memory_bits:
+        if core_synapse_bits(layer, conn, ids.size, target) > target.synapse_memory_bits:
             return False
     return True
 
@@ -625,7 +635,7 @@ def mapping_from_placement(placement: dict, network: IntegerNetwork, target: Tar
         for what, value, limit in (
             ("neurons", core.n_neurons, target.neurons_per_core),
             ("axons", conn.n_axons, target.axons_per_core),
-            ("synapse memory bits", conn.n_synapses * synapse_bits(layer), target.synapse_memory_bits),
+            ("synapse memory bits", core_synapse_bits(layer, conn, core.n_neurons, target), target.synapse_memory_bits),
         ):
             if value > limit:
                 raise DesignRuleError(f"layer {layer.name}: core {core.core_id} holds {what} {value} > {limit} "

@@ -12,7 +12,9 @@ Layout (all units SI: seconds, joules, watts, bits)::
     [chip]     cores, mesh_x, mesh_y, cores_per_router        (a router serves one tile of cores)
     [core]     neurons (compartments), axons_in (input axons / fan-in slots), axons_out
                (core-to-core fan-out edges), synapse_memory_bits, weight_bits, acc_bits,
-               partial_sums (may a neuron's fan-in be split across cores and merged)
+               partial_sums (may a neuron's fan-in be split across cores and merged), and the
+               synapse storage format: synapse_word_bits, synapse_group_max,
+               synapse_header_bits, synapse_index_bits_min
     [input]    generators_per_core: spike generators per input core (the encoded image enters
                the chip as spikes sent by generator cores, as SANA-FE models Loihi's inputs)
     [spikes]   encoding = "unary" (a count k is k one-bit events) | "graded" (one event carries
@@ -81,6 +83,7 @@ __all__ = [
     "parse_target",
     "event_cycles",
     "sync_cycles",
+    "synapse_memory_bits_needed",
 ]
 
 ENCODINGS = ("unary", "graded")
@@ -148,6 +151,13 @@ class Target:
     static_default: str = "chip"  # the convention reports use unless the user picks another
     # [network]
     link_buffer_messages: int = 16  # messages a link buffers before it back-pressures (detailed NoC model)
+    # synapse storage format (``synapse_memory_bits_needed``): an axon's synapses are stored in
+    # groups of at most synapse_group_max entries, each group a header plus its entries, rounded
+    # up to whole words; a conv or sparse entry also holds the index of its target neuron
+    synapse_word_bits: int = 1
+    synapse_group_max: int = 1 << 20
+    synapse_header_bits: int = 0
+    synapse_index_bits_min: int = 0
     sources: dict = field(default_factory=dict)  # short key -> reference
     assumptions: dict = field(default_factory=dict)  # "section.key" -> why it is assumed
     path: str = ""  # the file it came from ("" when built in code)
@@ -193,6 +203,10 @@ _SCHEMA: dict[tuple[str, str], tuple[str, str]] = {
     ("core", "weight_bits"): ("weight_bits", "int"),
     ("core", "acc_bits"): ("acc_bits", "int"),
     ("core", "partial_sums"): ("partial_sums", "bool"),
+    ("core", "synapse_word_bits"): ("synapse_word_bits", "int"),
+    ("core", "synapse_group_max"): ("synapse_group_max", "int"),
+    ("core", "synapse_header_bits"): ("synapse_header_bits", "int"),
+    ("core", "synapse_index_bits_min"): ("synapse_index_bits_min", "int"),
     ("input", "generators_per_core"): ("generators_per_core", "int"),
     ("spikes", "encoding"): ("encoding", "str"),
     ("spikes", "payload_bits"): ("payload_bits", "int"),
@@ -225,7 +239,8 @@ def _range_problem(t: Target) -> tuple[str, str, Any] | None:
         ("cores_per_router", 1, 1024), ("neurons_per_core", 1, MAX_PER_CORE), ("axons_per_core", 1, MAX_PER_CORE),
         ("axons_out_per_core", 1, MAX_PER_CORE), ("synapse_memory_bits", 1, 1 << 40), ("weight_bits", 2, 32),
         ("acc_bits", 2, 62), ("generators_per_core", 1, MAX_PER_CORE), ("payload_bits", 1, 32),
-        ("link_buffer_messages", 1, 1 << 16),
+        ("link_buffer_messages", 1, 1 << 16), ("synapse_word_bits", 1, 4096), ("synapse_group_max", 1, 1 << 24),
+        ("synapse_header_bits", 0, 4096), ("synapse_index_bits_min", 0, 32),
     ]
     if not isinstance(t.name, str) or not t.name or not t.name.isprintable() or len(t.name) > 64:
         return key["name"], "a printable name of 1..64 characters", t.name
@@ -378,6 +393,28 @@ def load_target(spec: str | os.PathLike) -> Target:
         raise TargetError(f"{path}: <document>: expected a readable UTF-8 TOML file, found "
                           f"{one_line(getattr(exc, 'strerror', None) or exc, 120)}") from None
     return parse_target(document, str(path))
+
+
+def synapse_memory_bits_needed(target: Target, fanout, kind: str, core_neurons: int,
+                               weight_bits: int | None = None) -> int:
+    """Bits a core's synapses take in the target's storage format: per input axon driving
+    ``fanout[i]`` synapses of kind ``kind`` ("conv", "dense", "sparse") in a core of
+    ``core_neurons`` neurons, each weight ``weight_bits`` wide (default: the target's). Each axon's synapses are stored in groups of at most
+    ``synapse_group_max``; a group is a header plus its entries, rounded up to whole
+    ``synapse_word_bits`` words; an entry is the weight, plus (conv and sparse) the index of its
+    target neuron, at least ``synapse_index_bits_min`` bits (nengo-loihi's synapse format;
+    ``synapse_index_bits_min = 0`` means a crossbar, whose entries need no index)."""
+    import numpy as np
+
+    fanout = np.asarray(fanout, dtype=np.int64)
+    stores_index = kind != "dense" and target.synapse_index_bits_min > 0  # 0: a crossbar, the position is the address
+    index = max(target.synapse_index_bits_min, int(core_neurons - 1).bit_length()) if stores_index else 0
+    entry = (target.weight_bits if weight_bits is None else int(weight_bits)) + index
+    word, group, header = target.synapse_word_bits, target.synapse_group_max, target.synapse_header_bits
+    full, rest = np.divmod(fanout, group)
+    full_bits = -(-(group * entry + header) // word) * word
+    rest_bits = np.where(rest > 0, -(-(rest * entry + header) // word) * word, 0)
+    return int((full * full_bits + rest_bits).sum())
 
 
 def event_cycles(target: Target) -> dict[str, int]:

@@ -27,7 +27,7 @@ from mtsnn.hw_model.mapper import (
 )
 from mtsnn.hw_model.placement import check_placement
 from mtsnn.hw_model.synthetic import random_network
-from mtsnn.hw_model.target import load_target
+from mtsnn.hw_model.target import load_target, synapse_memory_bits_needed
 
 LOIHI, TRUENORTH = load_target("loihi"), load_target("truenorth")
 SMALL_MESH = dict(n_cores=4096, mesh_x=4, mesh_y=1024)  # narrow mesh: routes go along both axes
@@ -69,6 +69,34 @@ def test_rule_synapse_memory_fits_core():
     target = dataclasses.replace(TRUENORTH, synapse_memory_bits=200)
     message = _only_rule_fails(synapse_memory_fits_core, _net(), target)
     assert message.startswith("layer dense3: synapse memory 512 bits for one neuron > 200 bits per core")
+
+
+def test_synapse_format_hand_checked_on_loihi_and_truenorth():
+    # Loihi (nengo-loihi SynapseFmt): groups of <= 64 entries, 10 header bits, 64-bit words.
+    # conv/sparse entries carry an index of max(6, bits for 100 neurons = 7) = 7 bits: 8 + 7 = 15.
+    # fan-out 9:  9*15 + 10 = 145 -> 3 words = 192; fan-out 70: 64*15 + 10 = 970 -> 16 words = 1024,
+    # and the remaining 6: 6*15 + 10 = 100 -> 2 words = 128.  Total 1344.
+    assert synapse_memory_bits_needed(LOIHI, [9, 70], "conv", 100, 8) == 192 + 1024 + 128
+    # dense entries need no index: 9*8+10 = 82 -> 128; 64*8+10 = 522 -> 576; 6*8+10 = 58 -> 64
+    assert synapse_memory_bits_needed(LOIHI, [9, 70], "dense", 100, 8) == 128 + 576 + 64
+    # a small core still pays the 6-bit minimum index: 1*(8+6)+10 = 24 -> one word
+    assert synapse_memory_bits_needed(LOIHI, [1], "sparse", 2, 8) == 64
+    # TrueNorth-like crossbar: a point per (axon, neuron), no header, no index, no words
+    assert synapse_memory_bits_needed(TRUENORTH, [9, 70], "conv", 100, 8) == (9 + 70) * 8
+    assert synapse_memory_bits_needed(TRUENORTH, [0, 0], "dense", 100) == 0
+
+
+def test_synapse_format_overhead_decides_the_partition():
+    # 300 inputs x 1 neuron dense on a Loihi whose memory holds 4 words: one neuron's 300 axons
+    # take 300 words in the format (one 1-entry group each), so fan-in groups are 4 axons wide
+    # although 4 x 64 bits would hold 32 raw 8-bit weights.
+    net = _net(input_shape=(300, 1, 1), layers=(("dense", 1),))
+    target = dataclasses.replace(LOIHI, synapse_memory_bits=4 * 64)
+    mapping = map_network(net, target)
+    layer = [c for c in mapping.cores if c.layer_index == 0]
+    assert len(layer) == 300 // 4
+    no_overhead = dataclasses.replace(target, synapse_header_bits=0, synapse_word_bits=1)
+    assert len([c for c in map_network(net, no_overhead).cores if c.layer_index == 0]) == -(-300 // 32)
 
 
 def test_rule_network_fits_core_count():

@@ -30,13 +30,13 @@ __all__ = ["CycleTrace", "core_synapses", "run_cycle_stepped"]
 
 @dataclass
 class CycleTrace:
-    """Same layout as the fast simulator's ``BatchActivity`` (core id, tick, sample)."""
+    """Same layout as the fast simulator's ``BatchActivity`` (core id, chip tick, sample)."""
 
     logits: np.ndarray  # (B, n_classes) int64
     tick_spikes: dict  # layer name -> (n_ticks, B, n_out) spike counts
-    counts: dict  # kind -> (n_cores, n_ticks, B) int64
-    core_cycles: np.ndarray  # (n_cores, n_ticks, B) int64
-    tick_cycles: np.ndarray  # (n_ticks, B) int64
+    counts: dict  # kind -> (n_cores, n_chip_ticks, B) int64
+    core_cycles: np.ndarray  # (n_cores, n_chip_ticks, B) int64
+    tick_cycles: np.ndarray  # (n_chip_ticks, B) int64
 
 
 def _synapse_list(layer, neuron: int, fan_entry: int):
@@ -101,9 +101,19 @@ def run_cycle_stepped(mapping: Mapping, images: np.ndarray) -> CycleTrace:
     prices = core_prices(mapping)
     cycles = prices.cycles
     unary = target.encoding == "unary"
-    sched = schedule_for(net)
-    n_layers, n_ticks, b = len(net.layers), sched.n_ticks, images.shape[0]
-    counts = {kind: np.zeros((mapping.n_cores, n_ticks, b), dtype=np.int64) for kind in COUNT_KINDS}
+    sched = schedule_for(net, target)
+    n_layers, n_ticks, b, sub = len(net.layers), sched.n_ticks, images.shape[0], sched.subticks
+    counts = {kind: np.zeros((mapping.n_cores, sched.n_chip_ticks, b), dtype=np.int64) for kind in COUNT_KINDS}
+
+    def emissions(tick: int, k: int) -> list:
+        """(chip tick, events) of a count k sent in step ``tick``: k one-bit events in that tick
+        (unary, one chip tick per step), one graded event, or one spike in each of sub-ticks 0..k-1."""
+        if not k:
+            return []
+        if sub > 1:
+            return [(tick * sub + j, 1) for j in range(k)]
+        return [(tick, k if unary else 1)]
+
     logits = np.zeros((b, net.n_classes), dtype=np.int64)
     tick_spikes = {layer.name: np.zeros((n_ticks, b, layer.n_neurons), dtype=np.int64) for layer in net.layers[:-1]}
 
@@ -128,9 +138,10 @@ def run_cycle_stepped(mapping: Mapping, images: np.ndarray) -> CycleTrace:
             for core in input_cores:
                 for neuron in mapping.neuron_ids(core.core_id).tolist():
                     k = emitted[tick][neuron] = encoded[neuron]
-                    counts["input_spikes"][core.core_id, tick, sample] += k if unary else int(k > 0)
-                    for dst in listeners[0].get(neuron, []) if k else ():
-                        sent += [(tick, sample, core.core_id, dst, neuron)] * (k if unary else 1)
+                    for chip, events in emissions(tick, k):
+                        counts["input_spikes"][core.core_id, chip, sample] += events
+                        for dst in listeners[0].get(neuron, []):
+                            sent += [(chip, sample, core.core_id, dst, neuron)] * events
         for index, layer in enumerate(net.layers):
             # receiving: the source's events of each tick, read synapse by synapse
             arrived = []  # per tick: (partial current per neuron, neurons that got input)
@@ -147,7 +158,8 @@ def run_cycle_stepped(mapping: Mapping, images: np.ndarray) -> CycleTrace:
                         current[neuron] = current.get(neuron, 0) + value
                     if not core.soma:  # its nonzero partial sums travel to the soma core of the slice
                         soma = next(c.core_id for c in layer_cores[index] if c.soma and c.neurons == core.neurons)
-                        sent += [(tick, sample, core.core_id, soma, -1)] * sum(1 for v in partial.values() if v)
+                        last = tick * sub + sub - 1  # partial sums leave once the step's arrivals are in
+                        sent += [(last, sample, core.core_id, soma, -1)] * sum(1 for v in partial.values() if v)
                 arrived.append((current, got))
             # the neurons: every soma core, every tick
             p, bias = layer.neuron, _bias_per_neuron(layer)
@@ -158,8 +170,9 @@ def run_cycle_stepped(mapping: Mapping, images: np.ndarray) -> CycleTrace:
                     v = [0] * layer.n_neurons
                 current, got = arrived[tick - 1] if tick >= 1 else ({}, set())
                 for core in layer_cores[index]:
-                    cell = core.core_id, tick, sample
-                    counts["compartments"][cell] += core.n_neurons
+                    cell = core.core_id, tick * sub, sample  # the step's first chip tick
+                    for chip in sched.chip_ticks(tick):
+                        counts["compartments"][core.core_id, chip, sample] += core.n_neurons
                     for neuron in mapping.neuron_ids(core.core_id).tolist() if core.soma else ():
                         if v[neuron] != 0 or neuron in got or bias[neuron] != 0:
                             counts["updates"][cell] += 1
@@ -170,10 +183,12 @@ def run_cycle_stepped(mapping: Mapping, images: np.ndarray) -> CycleTrace:
                         s, v_next, _ = mtlif_step(vv, ii, p.theta_int, p.delta, p.smax, p.acc_bits)
                         v[neuron], k = int(v_next[0]), int(s[0])
                         out[tick][neuron] = k
-                        if k:
-                            counts["spikes_out"][cell] += k if unary else 1
+                        for chip, events in emissions(tick, k):
+                            counts["spikes_out"][core.core_id, chip, sample] += events
+                            if chip != cell[1]:  # firing in a later sub-tick is an update there
+                                counts["updates"][core.core_id, chip, sample] += 1
                             for dst in listeners[index + 1].get(neuron, []):
-                                sent += [(tick, sample, core.core_id, dst, neuron)] * (k if unary else 1)
+                                sent += [(chip, sample, core.core_id, dst, neuron)] * events
             if layer.readout:
                 logits[sample] = v
             else:

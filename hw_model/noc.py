@@ -209,18 +209,19 @@ def _neuron_core_messages(queue: CoreMessages, costs: np.ndarray, fired: np.ndar
 
 
 def detailed_tick_cycles(mapping, images: np.ndarray) -> np.ndarray:
-    """(n_ticks, B) int64 tick lengths of the detailed model, synchronisation included, for
+    """(n_chip_ticks, B) int64 tick lengths of the detailed model, synchronisation included, for
     ``images`` on ``mapping`` (asap targets; a fixed-tick target's ticks are its fixed length)."""
     from .neuron import encode_pixels
     from .pricing import core_prices
-    from .schedule import schedule_for
+    from .schedule import schedule_for, sent_in_subtick
     from .simulator import simulate_batch
     from .target import sync_cycles
 
     target, net = mapping.target, mapping.network
     prices = core_prices(mapping)
     cycles = prices.cycles
-    sched = schedule_for(net)
+    sched = schedule_for(net, target)
+    sub = sched.subticks
     b = images.shape[0]
     activity = simulate_batch(mapping, images, record_ticks=True)
     if target.time_model == "fixed":
@@ -233,20 +234,27 @@ def detailed_tick_cycles(mapping, images: np.ndarray) -> np.ndarray:
                           if not layer.readout else None for i, layer in enumerate(net.layers)]
     encoded = encode_pixels(images, net.encoder.smax).reshape(b, -1)
     sync = sync_cycles(target, mapping.tiles_in_use)
-    out = np.zeros((sched.n_ticks, b), dtype=np.int64)
+    out = np.zeros((sched.n_chip_ticks, b), dtype=np.int64)
     for sample in range(b):
-        for tick in range(sched.n_ticks):
+        for chip in range(sched.n_chip_ticks):
+            tick, j = divmod(chip, sub)  # sub-tick j of step tick (hw_model.schedule)
             queues: dict = {}
             if tick in sched.input_ticks:
                 for core_id in mapping.input_cores:
                     n0, n1 = mapping.cores[core_id].neurons
                     queue = queues.setdefault(core_id, CoreMessages([], [], []))
-                    for n in np.flatnonzero(encoded[sample, n0:n1]) + n0:  # input cores hold ranges
-                        k = int(encoded[sample, n])
+                    sent_now = sent_in_subtick(encoded[sample, n0:n1], j, sub)
+                    for n in np.flatnonzero(sent_now) + n0:  # input cores hold ranges
+                        k = int(sent_now[n - n0])
                         _emit(queue, input_destinations[n], k if unary else 1, 0.0, cycles["axon_out"])
             for index, layer in enumerate(net.layers):
                 updated = activity.tick_updates[layer.name][tick, sample]
                 fired = activity.tick_spikes[layer.name][tick, sample] if not layer.readout else None
+                if fired is not None:
+                    updated = updated if j == 0 else fired > j  # later sub-ticks update the neurons that fire
+                    fired = sent_in_subtick(fired, j, sub)
+                elif j:
+                    updated = np.zeros_like(updated)
                 for core_id in mapping.layer_cores[index]:
                     core = mapping.cores[core_id]
                     neurons = mapping.neuron_ids(core_id)
@@ -264,9 +272,10 @@ def detailed_tick_cycles(mapping, images: np.ndarray) -> np.ndarray:
                         soma = next(c for c in mapping.layer_cores[index] if mapping.cores[c].soma
                                     and mapping.cores[c].neurons == core.neurons)
                         sent = activity.tick_psums[layer.name][core_id][tick, sample]
+                        sent = sent if j == sub - 1 else np.zeros_like(sent)  # leave after the last arrival
                         costs = np.full(len(neurons), float(cycles["compartment"]))
                         dests = [[(soma, cycles["axon_in"])] for _ in range(layer.n_neurons)]
                         _neuron_core_messages(queue, costs, sent.astype(np.int64), neurons, dests, True,
                                               cycles["axon_out"])
-            out[tick, sample] = int(round(detailed_tick(queues, geometry))) + sync
+            out[chip, sample] = int(round(detailed_tick(queues, geometry))) + sync
     return out

@@ -59,6 +59,13 @@ SOP_CONVENTIONS = {
     "graded": "one SOP (a multiply-accumulate of the payload) per synapse driven per nonzero graded input: "
     "F SOPs whatever the count; the energy of such an op is UNCONFIRMED (no public Loihi 2 figure)",
 }
+MULTI_SPIKE_WORDS = {
+    "substeps": "a count k > 1 runs as sub-steps: each time step takes S = Smax chip ticks, a neuron fires one "
+    "spike in each of its first k sub-ticks, every core updates (and synchronises) in every sub-tick",
+    "burst": "IDEALISED: a count k is k one-bit events inside one tick, which neither Loihi 1 nor TrueNorth can "
+    "run (one spike per neuron / per axon per tick); kept for comparison only",
+    "payload": "a count k travels as one graded event carrying k",
+}
 STATIC_WORDS = {
     "chip": "the whole chip's static power x latency",
     "used-cores": "static power x (cores in use / cores on the chip) x latency",
@@ -132,17 +139,18 @@ def report_title(report: dict) -> str:
             f"static: {report['static']['convention']}")
 
 
-def _throughput(result: SimulationResult, sync_s: float, congestion: float = 1.0) -> float:
-    """Samples per second with the layers pipelined: a new sample enters every T ticks, and a
-    steady-state tick lasts as long as the busiest core's mean tick inside its window (times the
-    network-congestion ratio of the detailed model, when measured)."""
+def _throughput(result: SimulationResult, sync_s: float, congestion: float = 1.0, subticks: int = 1) -> float:
+    """Samples per second with the layers pipelined: a new sample enters every T steps, and a
+    steady-state step lasts as long as the busiest core's mean step inside its window (times the
+    network-congestion ratio of the detailed model, when measured), plus a barrier per chip tick
+    (``subticks`` of them per step)."""
     mapping, target, n = result.mapping, result.mapping.target, result.n_samples
     steps = mapping.network.timesteps
     if not n:
         return 0.0
     if target.time_model == "fixed":
-        return 1.0 / (steps * target.tick_s)
-    steady = float(result.window_cycles.max()) / (steps * n) * target.cycle_s * congestion + sync_s
+        return 1.0 / (steps * subticks * target.tick_s)
+    steady = float(result.window_cycles.max()) / (steps * n) * target.cycle_s * congestion + subticks * sync_s
     return 1.0 / (steps * steady) if steady > 0 else 0.0
 
 
@@ -161,6 +169,18 @@ def _network_model(result: SimulationResult, detailed_cycles) -> dict:
                        f"their ratio {ratio:.3f}"}
 
 
+def _axon_types_words(target) -> dict:
+    if not target.axon_types:
+        return {"limit": None, "rule": "none", "meaning": "every synapse has its own weight"}
+    if target.axon_types_rule == "enforce":
+        meaning = (f"enforced: every core's axons take at most {target.axon_types} types and each neuron weighs "
+                   "the axons of a type alike (a design rule)")
+    else:
+        meaning = (f"RELAXED by the user: the chip's {target.axon_types} axon types per core are NOT enforced; "
+                   "every synapse is modelled with its own weight, which the chip cannot store")
+    return {"limit": target.axon_types, "rule": target.axon_types_rule, "meaning": meaning}
+
+
 def build_report(result: SimulationResult, static: str | None = None, core_path: str | None = None,
                  detailed_cycles=None) -> dict:
     """The JSON-able report (see the module docstring). ``static``: a ``STATIC_CONVENTIONS``
@@ -174,7 +194,7 @@ def build_report(result: SimulationResult, static: str | None = None, core_path:
     if static not in STATIC_CONVENTIONS:
         raise ValueError(f"--static: expected one of {', '.join(STATIC_CONVENTIONS)}, found {static!r}")
     cycle_s, steps = target.cycle_s, mapping.network.timesteps
-    schedule = schedule_for(mapping.network)
+    schedule = schedule_for(mapping.network, target)
     conventional = conventional_reference(result)
     network = _network_model(result, detailed_cycles)
     latency = result.per_sample["latency_s"] * network["congestion_ratio"]
@@ -246,9 +266,10 @@ def build_report(result: SimulationResult, static: str | None = None, core_path:
         "latency_s": stats["latency_s"]["mean"],
         "latency_contention_free_s": float(result.per_sample["latency_s"].mean()) if n else 0.0,
         "latency_cycles": stats["cycles"]["mean"] * network["congestion_ratio"],
-        "throughput_sps": _throughput(result, sync_s, network["congestion_ratio"]),
+        "throughput_sps": _throughput(result, sync_s, network["congestion_ratio"], schedule.subticks),
         "time_breakdown_s": time_breakdown,
         "ticks": schedule.n_ticks,
+        "chip_ticks": schedule.n_chip_ticks,
         "cores": mapping.n_cores,
         "tiles": mapping.tiles_in_use,
         "core_utilisation": mapping.n_cores / target.n_cores,
@@ -278,6 +299,9 @@ def build_report(result: SimulationResult, static: str | None = None, core_path:
                    "fraction": static_fraction(target, static, mapping.n_cores), "meaning": STATIC_WORDS[static],
                    "choices": list(STATIC_CONVENTIONS)},
         "encoding": target.encoding,
+        "multi_spike": {"realisation": target.multi_spike, "chip_ticks_per_step": schedule.subticks,
+                        "meaning": MULTI_SPIKE_WORDS[target.multi_spike]},
+        "axon_types": _axon_types_words(target),
         "sop_convention": SOP_CONVENTIONS[target.encoding],
         "sop_energy_status": "UNCONFIRMED (graded SOP)" if target.encoding == "graded" else "sourced (see target file)",
         "schedule": schedule.to_dict([layer.name for layer in mapping.network.layers]),
@@ -296,6 +320,13 @@ def build_report(result: SimulationResult, static: str | None = None, core_path:
     }
     report["title"] = report_title(report)
     return report
+
+
+def _ticks_words(report: dict) -> str:
+    schedule = report["schedule"]
+    if schedule["subticks"] == 1:
+        return f"{schedule['n_ticks']} ticks"
+    return f"{schedule['n_ticks']} steps x {schedule['subticks']} sub-ticks = {schedule['n_chip_ticks']} chip ticks"
 
 
 def format_table(report: dict) -> str:
@@ -330,9 +361,11 @@ def format_table(report: dict) -> str:
         "dynamic:    " + ", ".join(f"{k} {si(v, 'J')}" for k, v in t["energy_breakdown_j"].items() if k != "static"),
         f"latency:    {si(t['latency_s'], 's')} per sample ({report['network_model']['meaning']}; without "
         f"contention {si(t['latency_contention_free_s'], 's')}: " + ", ".join(
-            f"{k} {si(v, 's')}" for k, v in t["time_breakdown_s"].items()) + f", {t['ticks']} ticks)",
+            f"{k} {si(v, 's')}" for k, v in t["time_breakdown_s"].items()) + f", {_ticks_words(report)})",
         f"throughput: {si(t['throughput_sps'], 'samples/s')} with the layers pipelined (a new sample every "
-        f"{report['schedule']['n_ticks'] - len(report['layers'])} ticks)",
+        f"{report['schedule']['n_ticks'] - len(report['layers'])} steps)",
+        f"counts > 1: {report['multi_spike']['realisation']}: {report['multi_spike']['meaning']}",
+        f"axon types: {report['axon_types']['meaning']}",
         f"cores:      {t['cores']} of the chip's ({t['core_utilisation']:.1%}) on {t['tiles']} tiles, {t['routes']} routes, "
         f"busiest link {si(t['max_link_load'], '')} messages, {t['tick_overruns']} tick overruns",
     ]

@@ -21,13 +21,20 @@ from a zero membrane, and the readout's membrane at the end of its window (tick 
 sample's last) is the logits. A sample takes L + T ticks. The fill and the drain are real work
 on the chip and are simulated and priced as such; the reset itself is a write of the membrane
 the neuron update already performs (priced as nothing extra: an assumption, docs/hardware_model.md).
+
+**Sub-ticks** (binary-spike chips whose target says ``[spikes] multi_spike = "substeps"``): a
+one-bit spike cannot carry a count k > 1, and neither Loihi 1 nor TrueNorth fires a neuron more
+than once per tick. Each time step then runs as S = Smax chip ticks (``subticks``): a neuron
+with count k fires one spike in each of sub-ticks 0..k-1 of the step, and every core updates
+(compartment reads, barrier) in every sub-tick. The tick numbers above count time steps; chip
+tick ``t * S + j`` is sub-tick j of step t.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["SCHEDULE_KIND", "Schedule", "schedule_for"]
+__all__ = ["SCHEDULE_KIND", "Schedule", "schedule_for", "subticks_for", "sent_in_subtick"]
 
 SCHEDULE_KIND = "pipelined-reset"
 
@@ -38,11 +45,21 @@ class Schedule:
 
     timesteps: int
     n_layers: int
+    subticks: int = 1  # chip ticks per time step (binary chips realising counts > 1 by sub-steps)
 
     @property
     def n_ticks(self) -> int:
         """Ticks per sample: the input tick(s) plus one tick of delay per layer, then the window."""
         return self.n_layers + self.timesteps
+
+    @property
+    def n_chip_ticks(self) -> int:
+        """Chip ticks per sample: every tick above runs as ``subticks`` chip ticks."""
+        return self.n_ticks * self.subticks
+
+    def chip_ticks(self, tick: int) -> range:
+        """The chip ticks of time step ``tick``."""
+        return range(tick * self.subticks, (tick + 1) * self.subticks)
 
     @property
     def input_ticks(self) -> range:
@@ -62,6 +79,8 @@ class Schedule:
         return {
             "kind": SCHEDULE_KIND,
             "n_ticks": self.n_ticks,
+            "subticks": self.subticks,
+            "n_chip_ticks": self.n_chip_ticks,
             "input_ticks": [self.input_ticks.start, self.input_ticks.stop],
             "layers": [{"name": name, "reset_tick": self.reset_tick(i),
                         "window": [self.window(i).start, self.window(i).stop]}
@@ -69,6 +88,22 @@ class Schedule:
         }
 
 
-def schedule_for(network) -> Schedule:
-    """The schedule of an ``IntegerNetwork``."""
-    return Schedule(timesteps=network.timesteps, n_layers=len(network.layers))
+def sent_in_subtick(counts, j: int, subticks: int):
+    """What a step's ``counts`` (an integer array) send in sub-tick ``j``: the counts themselves
+    when a step is one chip tick, else one spike wherever the count exceeds j."""
+    return counts if subticks == 1 else (counts > j).astype(counts.dtype)
+
+
+def subticks_for(network, target=None) -> int:
+    """Chip ticks per time step: the largest spike count the network sends (encoder included)
+    on a binary-spike target realising counts by sub-steps, else 1."""
+    if target is None or target.encoding != "unary" or target.multi_spike != "substeps":
+        return 1
+    counts = [network.encoder.smax] + [layer.neuron.smax for layer in network.layers if not layer.readout]
+    return max(1, *counts)
+
+
+def schedule_for(network, target=None) -> Schedule:
+    """The schedule of an ``IntegerNetwork`` on ``target`` (None: one chip tick per step)."""
+    return Schedule(timesteps=network.timesteps, n_layers=len(network.layers),
+                    subticks=subticks_for(network, target))

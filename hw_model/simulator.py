@@ -3,7 +3,8 @@
 **Schedule** (``hw_model.schedule``): every core updates every tick and adds its bias every
 tick; the input generators send the encoded image in ticks 0..T-1; a spike emitted in tick tau
 is integrated by the next layer in tick tau + 1; layer l resets its membranes at the start of
-tick l + 1 and runs its T-step window in ticks l+1 .. l+T; a sample takes L + T ticks. The fill
+tick l + 1 and runs its T-step window in ticks l+1 .. l+T; a sample takes L + T ticks (times S chip
+ticks on a binary chip that realises counts up to S = Smax by sub-steps). The fill
 before a layer's window and the drain after it are simulated (they cost events on the chip);
 inside its window every layer computes the integer contract exactly, so the window spikes and
 the logits equal ``hw_model.reference.run_reference`` bit for bit (tested).
@@ -59,7 +60,7 @@ from .pricing import (
     send_cycles,
 )
 from .reference import check_images, predict
-from .schedule import Schedule, schedule_for
+from .schedule import Schedule, schedule_for, sent_in_subtick
 from .synapse import exact_gemm_dtype, im2col, partial_sum_bound
 from .target import sync_cycles
 
@@ -287,7 +288,7 @@ def _plans(mapping: Mapping) -> _Plans:
     layers = [_layer_plan(mapping, index, cycles) for index in range(len(net.layers))]
     return _Plans(layers=layers, input_core_ids=input_ids, input_routes=input_routes,
                   input_spike_matrix=by_count, input_event_matrix=by_event, prices=prices,
-                  schedule=schedule_for(net), n_routes=len(mapping.routes))
+                  schedule=schedule_for(net, mapping.target), n_routes=len(mapping.routes))
 
 
 # ----------------------------------------------------------------------------- synaptic input
@@ -380,7 +381,8 @@ def _input_arrived(layer, x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class BatchActivity:
-    """Everything a batch of B samples did. Per-core arrays are indexed (core id, tick, sample)."""
+    """Everything a batch of B samples did. Per-core arrays are indexed (core id, chip tick, sample);
+    a chip tick is a time step unless the target realises counts by sub-steps (``Schedule.subticks``)."""
 
     logits: np.ndarray  # (B, n_classes) int64: the readout at the end of its window
     spikes: dict  # layer name -> (T, B, *out_shape) uint8 window spikes (empty unless record_spikes)
@@ -390,10 +392,10 @@ class BatchActivity:
     spike_totals: dict  # layer name -> (window spikes, spikes over every tick incl. fill and drain,
     #                                  neuron-steps with a nonzero count in the window)
     saturations: dict  # layer name -> neuron-steps clipped inside the layer's window
-    counts: dict  # kind -> (n_cores, n_ticks, B) int64
-    core_cycles: np.ndarray  # (n_cores, n_ticks, B) int64
-    tick_cycles: np.ndarray  # (n_ticks, B) int64
-    overruns: np.ndarray  # (n_ticks, B) bool (fixed-tick targets: work longer than the tick)
+    counts: dict  # kind -> (n_cores, n_chip_ticks, B) int64
+    core_cycles: np.ndarray  # (n_cores, n_chip_ticks, B) int64
+    tick_cycles: np.ndarray  # (n_chip_ticks, B) int64
+    overruns: np.ndarray  # (n_chip_ticks, B) bool (fixed-tick targets: work longer than the tick)
     link_load: np.ndarray  # (n_links,) int64 messages per directed link, summed over ticks and samples
 
 
@@ -443,20 +445,24 @@ def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, r
     images = check_images(net, images)
     unary = target.encoding == "unary"
     sched = plans.schedule
-    b, n_ticks, steps = images.shape[0], sched.n_ticks, net.timesteps
-    counts = {kind: np.zeros((mapping.n_cores, n_ticks, b), dtype=np.int64) for kind in COUNT_KINDS}
-    route_packets = np.zeros((plans.n_routes, n_ticks, b), dtype=np.int64)
+    b, n_ticks, steps, subticks = images.shape[0], sched.n_ticks, net.timesteps, sched.subticks
+    n_chip = sched.n_chip_ticks  # counts are per chip tick (sub-tick j of step t is t * subticks + j)
+    counts = {kind: np.zeros((mapping.n_cores, n_chip, b), dtype=np.int64) for kind in COUNT_KINDS}
+    route_packets = np.zeros((plans.n_routes, n_chip, b), dtype=np.int64)
 
     # the input generators: the encoded image in ticks 0..T-1
     encoded = encode_pixels(images, net.encoder.smax).reshape(b, -1)
     source = np.zeros((n_ticks, b) + tuple(net.encoder.shape), dtype=np.uint8)
     source[: steps] = encoded.reshape((b,) + tuple(net.encoder.shape))
-    spikes_out, packets, per_source = _send_side(plans.input_routes, plans.input_core_ids, plans.input_spike_matrix,
-                                                 plans.input_event_matrix, encoded, unary, None)
-    for tick in sched.input_ticks:
-        counts["input_spikes"][plans.input_core_ids, tick] = spikes_out.T
-        _store_send(counts, plans.input_core_ids, tick, per_source)
-        route_packets[plans.input_routes.ids, tick] = packets.T
+    for j in range(subticks):
+        spikes_out, packets, per_source = _send_side(plans.input_routes, plans.input_core_ids,
+                                                     plans.input_spike_matrix, plans.input_event_matrix,
+                                                     sent_in_subtick(encoded, j, subticks), unary, None)
+        for tick in sched.input_ticks:
+            chip = tick * subticks + j
+            counts["input_spikes"][plans.input_core_ids, chip] = spikes_out.T
+            _store_send(counts, plans.input_core_ids, chip, per_source)
+            route_packets[plans.input_routes.ids, chip] = packets.T
 
     spikes, tick_spikes, spike_totals, saturations, logits = {}, {}, {}, {}, None
     tick_updates, tick_psums = {}, {}
@@ -466,7 +472,9 @@ def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, r
         active_ticks = [t for t in range(n_ticks) if flat[t].any()]
         # receiving side: the messages the source emits in tick t are read in tick t
         for t in active_ticks:
-            counts["synapse_reads"][ids, t] = _count(_events(flat[t], unary), plan.reads_matrix).T
+            for j in range(subticks):
+                events = _events(sent_in_subtick(flat[t], j, subticks), unary)
+                counts["synapse_reads"][ids, t * subticks + j] = _count(events, plan.reads_matrix).T
         # neuron side: tick t integrates what the source emitted in tick t - 1
         currents, psums, arrived, partial_nonzero = {}, {}, {}, {}
         if active_ticks:
@@ -501,13 +509,15 @@ def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, r
             if t == sched.reset_tick(plan.index):
                 v = np.zeros_like(v)  # the per-layer reset offset (hw_model.schedule)
             i_t = plan.bias + currents[t] if t in currents else np.broadcast_to(plan.bias, v.shape)
+            first = t * subticks  # the step's first chip tick: the neuron update that integrates
+            last = first + subticks - 1  # its last: partial sums leave once every arrival is in
             if plan.bias_nonzero.all() and not record_ticks:
-                counts["updates"][ids, t] = plan.soma_neurons  # every neuron of a soma core
+                counts["updates"][ids, first] = plan.soma_neurons  # every neuron of a soma core
             else:
                 updated = (v != 0) | plan.bias_nonzero
                 if t in arrived:
                     updated |= arrived[t]
-                counts["updates"][ids, t] = _count(updated, plan.membership).T
+                counts["updates"][ids, first] = _count(updated, plan.membership).T
                 if record_ticks:
                     tick_updates[layer.name][t] = updated
             if layer.readout:
@@ -515,16 +525,20 @@ def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, r
             else:
                 s, v, clipped = mtlif_step(v, i_t, p.theta_int, p.delta, p.smax, p.acc_bits)
                 out[t] = s
-                spiked, packets, per_source = _send_side(plan.routes, ids, plan.spike_matrix, plan.event_matrix, s,
-                                                         unary, psums.get(t))
-                counts["spikes_out"][ids, t] = spiked.T
-                _store_send(counts, ids, t, per_source)
-                route_packets[plan.routes.ids, t] = packets.T
+                for j in range(subticks):
+                    s_j = sent_in_subtick(s, j, subticks)
+                    if j:  # a neuron that fires in a later sub-tick is updated there
+                        counts["updates"][ids, first + j] = _count(s_j, plan.membership).T
+                    spiked, packets, per_source = _send_side(plan.routes, ids, plan.spike_matrix, plan.event_matrix,
+                                                             s_j, unary, psums.get(t) if first + j == last else None)
+                    counts["spikes_out"][ids, first + j] = spiked.T
+                    _store_send(counts, ids, first + j, per_source)
+                    route_packets[plan.routes.ids, first + j] = packets.T
             if layer.readout and t in psums:  # a split readout still sends its partial sums
                 _, packets, per_source = _send_side(plan.routes, ids, plan.spike_matrix, plan.event_matrix,
                                                     np.zeros((b, layer.n_neurons), np.int64), unary, psums[t])
-                _store_send(counts, ids, t, per_source)
-                route_packets[plan.routes.ids, t] = packets.T
+                _store_send(counts, ids, last, per_source)
+                route_packets[plan.routes.ids, last] = packets.T
             if t in window:
                 clipped_in_window += int(np.count_nonzero(clipped))
         saturations[layer.name] = clipped_in_window
@@ -672,12 +686,12 @@ def _batch_activities(mapping: Mapping, images: np.ndarray, batch_size: int, pla
 
 
 def _window_mask(mapping: Mapping, schedule: Schedule) -> np.ndarray:
-    """(n_cores, n_ticks) bool: the ticks in which each core's layer runs its window (input
-    generators: their sending ticks)."""
-    mask = np.zeros((mapping.n_cores, schedule.n_ticks), dtype=bool)
+    """(n_cores, n_chip_ticks) bool: the chip ticks in which each core's layer runs its window
+    (input generators: their sending ticks)."""
+    mask = np.zeros((mapping.n_cores, schedule.n_chip_ticks), dtype=bool)
     for core in mapping.cores:
         ticks = schedule.input_ticks if core.is_input else schedule.window(core.layer_index)
-        mask[core.core_id, ticks.start : ticks.stop] = True
+        mask[core.core_id, ticks.start * schedule.subticks : ticks.stop * schedule.subticks] = True
     return mask
 
 

@@ -12,13 +12,19 @@ Layout (all units SI: seconds, joules, watts, bits)::
     [chip]     cores, mesh_x, mesh_y, cores_per_router        (a router serves one tile of cores)
     [core]     neurons (compartments), axons_in (input axons / fan-in slots), axons_out
                (core-to-core fan-out edges), synapse_memory_bits, weight_bits, acc_bits,
+               axon_types (distinct weights a neuron may give its axons in a core: TrueNorth's
+               4 axon types; 0 = no such limit), axon_types_rule = "enforce" | "relax",
                partial_sums (may a neuron's fan-in be split across cores and merged), and the
                synapse storage format: synapse_word_bits, synapse_group_max,
                synapse_header_bits, synapse_index_bits_min
     [input]    generators_per_core: spike generators per input core (the encoded image enters
                the chip as spikes sent by generator cores, as SANA-FE models Loihi's inputs)
     [spikes]   encoding = "unary" (a count k is k one-bit events) | "graded" (one event carries
-               k as a payload), payload_bits
+               k as a payload), payload_bits, multi_spike: how a binary chip realises a count
+               k > 1: "substeps" (each time step runs as Smax chip ticks, one spike per
+               sub-tick; ``hw_model.schedule``) or "burst" (k events inside one tick: an
+               idealisation neither Loihi 1 nor TrueNorth can run, kept for comparison);
+               graded targets: "payload"
     [time]     model = "asap" | "fixed", tick_s, cycle_s
     [latency]  seconds per event (EVENT_KINDS): synapse_conv_s, synapse_dense_s,
                synapse_sparse_s, compartment_s, update_s, spike_out_s, axon_out_s, axon_in_s,
@@ -72,6 +78,8 @@ __all__ = [
     "TargetError",
     "Target",
     "ENCODINGS",
+    "MULTI_SPIKE",
+    "AXON_TYPE_RULES",
     "TIME_MODELS",
     "STATIC_CONVENTIONS",
     "EVENT_KINDS",
@@ -87,6 +95,8 @@ __all__ = [
 ]
 
 ENCODINGS = ("unary", "graded")
+MULTI_SPIKE = {"unary": ("substeps", "burst"), "graded": ("payload",)}
+AXON_TYPE_RULES = ("enforce", "relax")
 TIME_MODELS = ("asap", "fixed")
 STATIC_CONVENTIONS = ("chip", "used-cores", "none")
 SYNAPSE_KINDS = ("conv", "dense", "sparse")
@@ -158,6 +168,12 @@ class Target:
     synapse_group_max: int = 1 << 20
     synapse_header_bits: int = 0
     synapse_index_bits_min: int = 0
+    # TrueNorth's axon types: a neuron weighs its axons in a core by the axon's type, one of
+    # axon_types weights per neuron (0: no such limit); "relax" models every synapse with its own
+    # weight (what the real chip cannot do), and reports say so
+    axon_types: int = 0
+    axon_types_rule: str = "enforce"
+    multi_spike: str = "substeps"  # [spikes]: how a count k > 1 is realised (MULTI_SPIKE[encoding])
     sources: dict = field(default_factory=dict)  # short key -> reference
     assumptions: dict = field(default_factory=dict)  # "section.key" -> why it is assumed
     path: str = ""  # the file it came from ("" when built in code)
@@ -207,9 +223,12 @@ _SCHEMA: dict[tuple[str, str], tuple[str, str]] = {
     ("core", "synapse_group_max"): ("synapse_group_max", "int"),
     ("core", "synapse_header_bits"): ("synapse_header_bits", "int"),
     ("core", "synapse_index_bits_min"): ("synapse_index_bits_min", "int"),
+    ("core", "axon_types"): ("axon_types", "int"),
+    ("core", "axon_types_rule"): ("axon_types_rule", "str"),
     ("input", "generators_per_core"): ("generators_per_core", "int"),
     ("spikes", "encoding"): ("encoding", "str"),
     ("spikes", "payload_bits"): ("payload_bits", "int"),
+    ("spikes", "multi_spike"): ("multi_spike", "str"),
     ("time", "model"): ("time_model", "str"),
     ("time", "tick_s"): ("tick_s", "float"),
     ("time", "cycle_s"): ("cycle_s", "float"),
@@ -240,7 +259,7 @@ def _range_problem(t: Target) -> tuple[str, str, Any] | None:
         ("axons_out_per_core", 1, MAX_PER_CORE), ("synapse_memory_bits", 1, 1 << 40), ("weight_bits", 2, 32),
         ("acc_bits", 2, 62), ("generators_per_core", 1, MAX_PER_CORE), ("payload_bits", 1, 32),
         ("link_buffer_messages", 1, 1 << 16), ("synapse_word_bits", 1, 4096), ("synapse_group_max", 1, 1 << 24),
-        ("synapse_header_bits", 0, 4096), ("synapse_index_bits_min", 0, 32),
+        ("synapse_header_bits", 0, 4096), ("synapse_index_bits_min", 0, 32), ("axon_types", 0, 1 << 16),
     ]
     if not isinstance(t.name, str) or not t.name or not t.name.isprintable() or len(t.name) > 64:
         return key["name"], "a printable name of 1..64 characters", t.name
@@ -248,12 +267,16 @@ def _range_problem(t: Target) -> tuple[str, str, Any] | None:
         value = getattr(t, fname)
         if not _is_int(value) or not lo <= value <= hi:
             return key[fname], f"an integer {lo}..{hi}", value
-    choices = [("encoding", ENCODINGS), ("time_model", TIME_MODELS), ("static_default", STATIC_CONVENTIONS)]
+    choices = [("encoding", ENCODINGS), ("time_model", TIME_MODELS), ("static_default", STATIC_CONVENTIONS),
+               ("axon_types_rule", AXON_TYPE_RULES)]
     for fname, allowed in choices:
         if getattr(t, fname) not in allowed:
             return key[fname], " or ".join(repr(e) for e in allowed), getattr(t, fname)
     if t.encoding == "unary" and t.payload_bits != 1:
         return key["payload_bits"], "1 for unary (one-bit) spikes", t.payload_bits
+    if t.multi_spike not in MULTI_SPIKE[t.encoding]:
+        return (key["multi_spike"], " or ".join(repr(e) for e in MULTI_SPIKE[t.encoding]) + f" for {t.encoding} spikes",
+                t.multi_spike)
     reals = [("tick_s", *TICK_RANGE_S), ("cycle_s", *CYCLE_RANGE_S), ("static_power_w", 0.0, MAX_STATIC_W)]
     for fname, lo, hi in reals:
         value = getattr(t, fname)

@@ -319,7 +319,7 @@ def sanafe_crosscheck(mapping, images: np.ndarray) -> CrossCheck:
 
     check_comparable(mapping)
     net = mapping.network
-    schedule = schedule_for(net)
+    schedule = schedule_for(net, mapping.target)
     n_ticks, n_layers, b = schedule.n_ticks, len(net.layers), len(images)
     started = time.perf_counter()
     ours = simulate_batch(mapping, images, record_ticks=True)

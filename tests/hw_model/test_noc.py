@@ -68,7 +68,7 @@ def test_detailed_ticks_on_a_mapped_network():
     mapping = map_network(net, dataclasses.replace(loihi, neurons_per_core=40))
     detailed = detailed_tick_cycles(mapping, images)
     fast = simulate_batch(mapping, images).tick_cycles
-    assert detailed.shape == fast.shape == (schedule_for(net).n_ticks, 3)
+    assert detailed.shape == fast.shape == (schedule_for(net, mapping.target).n_chip_ticks, 3)
     # with every stream serial and no contention a tick is never shorter than the sync alone
     assert (detailed >= 1_000_000).all() and (detailed > 0).all()
     ratio = detailed.sum() / fast.sum()

@@ -110,7 +110,7 @@ def test_target_file_by_path(tmp_path, capsys):
 
     custom = tmp_path / "graded.toml"
     text = (PRESET_DIR / "loihi.toml").read_text().replace('encoding = "unary"', 'encoding = "graded"').replace(
-        "payload_bits = 1  ", "payload_bits = 8  ")
+        "payload_bits = 1  ", "payload_bits = 8  ").replace('multi_spike = "substeps"', 'multi_spike = "payload"')
     custom.write_text(text.replace('name = "loihi"', 'name = "loihi-graded"'))
     out = tmp_path / "r.json"
     assert sim_main([str(_core(tmp_path)), "--target", str(custom), "--samples", "5", "--json", str(out),

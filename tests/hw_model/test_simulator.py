@@ -15,7 +15,7 @@ from mtsnn.hw_model.network import ConvLayer, DenseLayer, PoolLayer
 from mtsnn.hw_model.neuron import encode_pixels
 from mtsnn.hw_model.reference import run_reference
 from mtsnn.hw_model.pricing import COUNT_KINDS, ENERGY_KINDS, core_prices, dynamic_energy, static_energy
-from mtsnn.hw_model.schedule import schedule_for
+from mtsnn.hw_model.schedule import schedule_for, subticks_for
 from mtsnn.hw_model.simulator import simulate, simulate_batch, summarize
 from mtsnn.hw_model.synthetic import random_images, random_network
 from mtsnn.hw_model.target import event_cycles, load_target, sync_cycles
@@ -25,7 +25,8 @@ PARTITIONINGS = {
     "preset": {},
     "small-cores": dict(neurons_per_core=7, **MESH),
     "split-fan-in": dict(neurons_per_core=6, axons_per_core=10, partial_sums=True, **MESH),
-    "graded": dict(encoding="graded", payload_bits=8, neurons_per_core=11, **MESH),
+    "graded": dict(encoding="graded", payload_bits=8, multi_spike="payload", neurons_per_core=11, **MESH),
+    "burst": dict(multi_spike="burst", neurons_per_core=9, **MESH),
     "position-order": dict(neurons_per_core=12, axons_per_core=40, partial_sums=True, **MESH),
 }
 NETWORKS = {
@@ -117,6 +118,8 @@ CYCLE_CASES = [
     ("two-conv", "loihi", "small-cores"),
     ("dense-only", "truenorth", "split-fan-in"),
     ("two-conv", "loihi", "position-order"),
+    ("conv-pool-dense", "loihi", "burst"),
+    ("dense-only", "truenorth", "burst"),
 ]
 
 
@@ -140,8 +143,10 @@ def test_every_core_updates_every_tick_and_fill_and_drain_are_real_work():
     their windows (bias and residual membranes), which the reference never sees."""
     mapping, images = _setup("conv-pool-dense", "loihi", "small-cores", n=6)
     act = simulate_batch(mapping, images, record_ticks=True)
-    sched = schedule_for(mapping.network)
-    assert act.counts["compartments"].shape[1] == sched.n_ticks == len(mapping.network.layers) + 3
+    sched = schedule_for(mapping.network, mapping.target)
+    smax = mapping.network.encoder.smax
+    assert sched.subticks == smax  # sub-steps: Smax chip ticks per step
+    assert act.counts["compartments"].shape[1] == sched.n_chip_ticks == (len(mapping.network.layers) + 3) * smax
     for core in mapping.cores:
         expected = 0 if core.is_input else core.n_neurons
         assert (act.counts["compartments"][core.core_id] == expected).all()
@@ -167,7 +172,7 @@ def test_the_per_layer_reset_is_what_keeps_the_function():
             return -1
 
     original = simulator.schedule_for
-    simulator.schedule_for = lambda net: NoReset(net.timesteps, len(net.layers))
+    simulator.schedule_for = lambda net, target: NoReset(net.timesteps, len(net.layers), subticks_for(net, target))
     try:
         broken = simulate_batch(mapping, images).logits
     finally:
@@ -220,8 +225,9 @@ def test_sync_depends_on_the_tiles_in_use():
 def test_fixed_tick_target_lasts_whole_ticks():
     mapping, images = _setup("conv-pool-dense", "truenorth", "preset", n=5)
     result = simulate(mapping, images, batch_size=2)
-    ticks = schedule_for(mapping.network).n_ticks
-    assert ticks == mapping.network.timesteps + len(mapping.network.layers)
+    ticks = schedule_for(mapping.network, mapping.target).n_chip_ticks
+    smax = mapping.network.encoder.smax  # Smax sub-ticks of 1 ms per step
+    assert ticks == (mapping.network.timesteps + len(mapping.network.layers)) * smax
     assert np.allclose(result.per_sample["latency_s"], ticks * 1e-3)
     assert result.core_energy_j["synapse"].sum() > 0 and result.core_energy_j["compartment"].sum() == 0
 
@@ -264,3 +270,65 @@ def test_streaming_statistics_and_totals():
     assert stats["min"] <= stats["p50"] <= stats["p99"] <= stats["max"] and stats["mean"] > 0
     energy = sum(result.core_energy_j[kind].sum() for kind in ENERGY_KINDS)
     assert energy == pytest.approx(result.per_sample["dynamic_j"].sum())
+
+
+def _one_pixel_network(smax=3):
+    """1 pixel -> dense1 (1 neuron) -> readout (2 classes), T = 1: every count is traceable."""
+    rng = np.random.default_rng(5)
+    net = random_network(rng, (1, 1, 1), (("dense", 1),), 2, timesteps=1, smax=smax, theta_scale=0.05)
+    images = np.array([[[[170]]], [[[255]]], [[[0]]]], dtype=np.uint8)  # counts (170*3+127)//255 = 2, 3, 0
+    return net, images
+
+
+def test_substeps_by_hand_on_one_pixel():
+    net, images = _one_pixel_network()
+    loihi = load_target("loihi")
+    mapping = map_network(net, loihi)
+    act = simulate_batch(mapping, images, record_ticks=True)
+    assert act.counts["input_spikes"].shape[1] == 9  # (L = 2 layers + T = 1) steps x Smax = 3 sub-ticks
+    (input_core,) = mapping.input_cores
+    (dense_core,) = mapping.layer_cores[0]
+    # the input generator sends count 2 as one spike in sub-ticks 0 and 1 of step 0; count 3 in 0, 1, 2
+    assert act.counts["input_spikes"][input_core, :, 0].tolist() == [1, 1, 0, 0, 0, 0, 0, 0, 0]
+    assert act.counts["input_spikes"][input_core, :, 1].tolist() == [1, 1, 1, 0, 0, 0, 0, 0, 0]
+    assert act.counts["input_spikes"][input_core, :, 2].tolist() == [0] * 9
+    # each spike is one message to dense1's core and reads its one synapse there, in the same sub-tick
+    assert np.array_equal(act.counts["messages_out"][input_core], act.counts["input_spikes"][input_core])
+    assert np.array_equal(act.counts["synapse_reads"][dense_core], act.counts["input_spikes"][input_core])
+    # dense1's one compartment is read in every sub-tick
+    assert (act.counts["compartments"][dense_core] == 1).all()
+    # dense1 fires its count k of step t in sub-ticks 0..k-1 of that step, updated in each of them
+    k = act.tick_spikes["dense1"].astype(int)[:, :, 0]  # (steps, samples)
+    assert k.max() >= 2  # the case has counts above 1 to spread
+    for step in range(3):
+        for j in range(3):
+            chip = step * 3 + j
+            assert act.counts["spikes_out"][dense_core, chip].tolist() == (k[step] > j).astype(int).tolist()
+            if j:
+                assert act.counts["updates"][dense_core, chip].tolist() == (k[step] > j).astype(int).tolist()
+
+
+def test_substeps_cost_against_burst():
+    """Sub-steps move the same events into Smax chip ticks per step: the events stay, the reads
+    of every compartment and the barriers multiply by Smax, later sub-ticks add the updates of
+    the neurons that fire in them, and the function does not change."""
+    net, images = _one_pixel_network()
+    _, more_images = _setup("conv-pool-dense", "loihi", "preset", n=4, seed=1)
+    for net, images in ((net, images), (_setup("conv-pool-dense", "loihi", "preset", n=4, seed=1)[0].network,
+                                         more_images)):
+        smax = net.encoder.smax
+        steps_mapping = map_network(net, load_target("loihi"))
+        burst_mapping = map_network(net, dataclasses.replace(load_target("loihi"), multi_spike="burst"))
+        sub = simulate_batch(steps_mapping, images, record_ticks=True)
+        burst = simulate_batch(burst_mapping, images, record_ticks=True)
+        assert np.array_equal(sub.logits, burst.logits)
+        for kind in ("synapse_reads", "spikes_out", "messages_out", "messages_in", "hops_x", "hops_y", "input_spikes"):
+            assert sub.counts[kind].sum() == burst.counts[kind].sum(), kind
+        assert sub.counts["compartments"].sum() == smax * burst.counts["compartments"].sum()
+        extra_updates = sum(int(np.maximum(spikes.astype(np.int64) - 1, 0).sum())
+                            for spikes in burst.tick_spikes.values())
+        assert sub.counts["updates"].sum() == burst.counts["updates"].sum() + extra_updates
+        sync = sync_cycles(steps_mapping.target, steps_mapping.tiles_in_use)
+        assert sub.tick_cycles.shape[0] == smax * burst.tick_cycles.shape[0]
+        assert (sub.tick_cycles.sum(axis=0) >= burst.tick_cycles.sum(axis=0) + (smax - 1) * sync
+                * burst.tick_cycles.shape[0]).all()

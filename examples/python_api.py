@@ -19,7 +19,10 @@ exported = mtsnn.export(run.checkpoint, bits=8, out=out)
 print(f"exported: id {exported.export_id}, integer accuracy {exported.integer_accuracy:.2%}")
 
 for target in ("loihi", "truenorth"):
-    sim = mtsnn.simulate(out, target=target, samples=100)
+    # TrueNorth weighs an axon by one of 4 axon types per neuron; 8-bit weights break that rule,
+    # so the TrueNorth figures are priced with the rule relaxed (the report says so)
+    relax = ("axon-types",) if target == "truenorth" else ()
+    sim = mtsnn.simulate(out, target=target, samples=100, relax=relax)
     total = sim.total
     print(f"{target}: {total['sops']:.0f} SOPs, {total['latency_s'] * 1e6:.1f} us, "
           f"{total['energy_j'] * 1e6:.2f} uJ per sample on {total['cores']} cores")

@@ -53,6 +53,12 @@ __all__ = [
     "synapse_memory_fits_core",
     "network_fits_core_count",
     "fan_out_fits_core",
+    "payload_fits_target",
+    "axon_types_fit_target",
+    "axon_types_fit_core",
+    "axon_type_groups",
+    "core_weight_matrix",
+    "distinct_weights_per_neuron",
     "INPUT_LAYER",
     "check_design_rules",
     "synapse_bits",
@@ -130,6 +136,50 @@ def synapse_memory_fits_core(network: IntegerNetwork, target: Target) -> None:
             )
 
 
+def payload_fits_target(network: IntegerNetwork, target: Target) -> None:
+    """Graded targets: every spike count the network sends (encoder included) fits the payload."""
+    if target.encoding != "graded":
+        return
+    limit = (1 << target.payload_bits) - 1
+    sources = [("input", network.encoder.smax)] + [(layer.name, layer.neuron.smax) for layer in network.layers
+                                                   if not layer.readout]
+    for name, smax in sources:
+        if smax > limit:
+            raise DesignRuleError(f"layer {name}: spike count up to Smax {smax} > {limit}, the largest "
+                                  f"{target.payload_bits}-bit payload on target {target.name}")
+
+
+def distinct_weights_per_neuron(layer) -> int:
+    """The most distinct nonzero weights one neuron of ``layer`` gives its inputs (pool: 1).
+    A neuron away from the borders sees its whole kernel, so this is what a core must hold."""
+    if isinstance(layer, PoolLayer):
+        return 1
+    rows = layer.weight.reshape(layer.weight.shape[0], -1)
+    return max((np.unique(row[row != 0]).size for row in rows), default=0)
+
+
+def _axon_types_enforced(target: Target) -> bool:
+    return target.axon_types > 0 and target.axon_types_rule == "enforce"
+
+
+def _relax_hint(target: Target) -> str:
+    return (f"quantise each neuron's weights to {target.axon_types} levels, or price it anyway with "
+            "core.axon_types_rule = \"relax\" (CLI --relax axon-types)")
+
+
+def axon_types_fit_target(network: IntegerNetwork, target: Target) -> None:
+    """TrueNorth-like targets weigh an axon by its type, one weight per type per neuron: no
+    neuron may use more distinct weights than there are axon types (unless relaxed)."""
+    if not _axon_types_enforced(target):
+        return
+    for layer in network.layers:
+        needed = distinct_weights_per_neuron(layer)
+        if needed > target.axon_types:
+            raise DesignRuleError(f"layer {layer.name}: a neuron weighs its inputs with {needed} distinct weights > "
+                                  f"{target.axon_types} axon types per core on target {target.name} "
+                                  f"({_relax_hint(target)})")
+
+
 def _lower_bound_cores(layer, target: Target) -> int:
     return math.ceil(layer.n_neurons / target.neurons_per_core) * len(fan_in_groups(layer, target))
 
@@ -155,6 +205,8 @@ def network_fits_core_count(network: IntegerNetwork, target: Target, cores_per_l
 DESIGN_RULES = (
     weight_bits_fit_target,
     acc_bits_fit_target,
+    payload_fits_target,
+    axon_types_fit_target,
     fan_in_fits_core_or_can_split,
     synapse_memory_fits_core,
     network_fits_core_count,
@@ -554,7 +606,66 @@ def _build_mapping(network: IntegerNetwork, target: Target, specs: list[tuple],
                       tuple(tuple(c) for c in layer_cores), tuple(route_neurons), tuple(route_ids),
                       tuple(input_cores), input_matrix, input_ids)
     fan_out_fits_core(mapping)
+    axon_types_fit_core(mapping)
     return mapping
+
+
+def core_weight_matrix(layer, neuron_ids: np.ndarray, fan_in: tuple[int, int], axons: np.ndarray) -> np.ndarray:
+    """(n_axons, n_neurons) weights of one core (0 where no synapse): row = the core's axon
+    (``axons``, sorted input indices), column = its neuron."""
+    neuron_ids = np.asarray(neuron_ids, dtype=np.int64)
+    idx = fanin_indices(layer, neuron_ids, *fan_in)
+    if isinstance(layer, ConvLayer):
+        per_position = layer.n_neurons // layer.weight.shape[0]
+        weights = layer.weight.reshape(layer.weight.shape[0], -1)[neuron_ids // per_position, fan_in[0]:fan_in[1]]
+    elif isinstance(layer, DenseLayer):
+        weights = layer.weight[neuron_ids, fan_in[0]:fan_in[1]]
+    else:
+        weights = np.ones(idx.shape, dtype=np.int64)
+    matrix = np.zeros((axons.size, neuron_ids.size), dtype=np.int64)
+    valid = idx >= 0
+    rows = np.searchsorted(axons, idx[valid])
+    cols = np.broadcast_to(np.arange(neuron_ids.size)[:, None], idx.shape)[valid]
+    matrix[rows, cols] = np.asarray(weights)[valid]
+    return matrix
+
+
+def axon_type_groups(matrix: np.ndarray, limit: int) -> int:
+    """Axon types a core needs for its weight ``matrix`` (axons x neurons), found greedily: an
+    axon joins the first type whose weight, for every neuron both use, equals its own; stops
+    counting at ``limit + 1``. A result <= limit is an assignment that exists (the core fits)."""
+    types = np.zeros((0, matrix.shape[1]), dtype=matrix.dtype)
+    order = np.argsort(-(matrix != 0).sum(axis=1), kind="stable")
+    for row in matrix[order]:
+        if not row.any():
+            continue  # an axon without synapses needs no type
+        fits = ((types == 0) | (row == 0) | (types == row)).all(axis=1)
+        if fits.any():
+            first = int(np.argmax(fits))
+            types[first] = np.where(row != 0, row, types[first])
+        elif types.shape[0] >= limit:
+            return limit + 1
+        else:
+            types = np.vstack([types, row])
+    return types.shape[0]
+
+
+def axon_types_fit_core(mapping: Mapping) -> None:
+    """Design rule after partitioning (enforced axon types only): each core's axons can be given
+    at most ``axon_types`` types such that every neuron weighs all axons of a type alike."""
+    target = mapping.target
+    if not _axon_types_enforced(target):
+        return
+    for core, conn in zip(mapping.cores, mapping.connectivity):
+        if core.is_input or isinstance(mapping.network.layers[core.layer_index], PoolLayer):
+            continue
+        layer = mapping.network.layers[core.layer_index]
+        matrix = core_weight_matrix(layer, mapping.neuron_ids(core.core_id), core.fan_in, conn.axons)
+        if axon_type_groups(matrix, target.axon_types) > target.axon_types:
+            raise DesignRuleError(f"layer {layer.name}: core {core.core_id} needs more than {target.axon_types} axon "
+                                  f"types (no assignment found in which every neuron weighs the axons of a type "
+                                  f"alike) > {target.axon_types} axon types per core on target {target.name} "
+                                  f"({_relax_hint(target)})")
 
 
 def fan_out_fits_core(mapping: Mapping) -> None:

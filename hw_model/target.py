@@ -60,6 +60,7 @@ Errors: ``TargetError`` with one line naming the file, the key, what was expecte
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -88,6 +89,8 @@ __all__ = [
     "PRESET_DIR",
     "MAX_TARGET_BYTES",
     "load_target",
+    "relax_target",
+    "RELAXATIONS",
     "parse_target",
     "event_cycles",
     "sync_cycles",
@@ -393,8 +396,32 @@ def parse_target(document: dict, origin: str = "<target>") -> Target:
         raise TargetError(f"{origin}: {exc}") from None
 
 
-def load_target(spec: str | os.PathLike) -> Target:
-    """A preset by name ("loihi", "truenorth") or a TOML file by path."""
+RELAXATIONS = {
+    "axon-types": ("axon_types_rule", "relax",
+                   "the chip's axon types per core are not enforced: every synapse has its own weight"),
+}
+
+
+def relax_target(target: Target, relax=()) -> Target:
+    """``target`` with the named design rules relaxed (``RELAXATIONS``); the change is recorded
+    in its assumptions, so every report repeats it."""
+    relax = list(relax or ())
+    for name in relax:
+        if name not in RELAXATIONS:
+            raise TargetError(f"--relax: expected one of {', '.join(RELAXATIONS)}, found {one_line(repr(name), 40)}")
+    changes, assumptions = {}, dict(target.assumptions)
+    for name in dict.fromkeys(relax):
+        fname, value, meaning = RELAXATIONS[name]
+        changes[fname] = value
+        assumptions[_FIELD_TO_KEY[fname]] = f"RELAXED by the user (--relax {name}): {meaning}"
+    return dataclasses.replace(target, **changes, assumptions=assumptions) if changes else target
+
+
+def load_target(spec: str | os.PathLike | Target, relax=()) -> Target:
+    """A preset by name ("loihi", "truenorth") or a TOML file by path, with the design rules
+    named in ``relax`` relaxed (``relax_target``)."""
+    if isinstance(spec, Target):  # already loaded (e.g. relaxed by the caller)
+        return relax_target(spec, relax)
     text_spec = os.fspath(spec)
     if text_spec in PRESETS:
         path = PRESET_DIR / f"{text_spec}.toml"
@@ -415,7 +442,7 @@ def load_target(spec: str | os.PathLike) -> Target:
     except (OSError, UnicodeDecodeError, RecursionError) as exc:
         raise TargetError(f"{path}: <document>: expected a readable UTF-8 TOML file, found "
                           f"{one_line(getattr(exc, 'strerror', None) or exc, 120)}") from None
-    return parse_target(document, str(path))
+    return relax_target(parse_target(document, str(path)), relax)
 
 
 def synapse_memory_bits_needed(target: Target, fanout, kind: str, core_neurons: int,

@@ -347,7 +347,7 @@ def resolve_core(core: str | os.PathLike):
 def simulate(core: str | os.PathLike, *, target: str | os.PathLike = "loihi", dataset: str | None = None,
              samples: int | None = None, batch_size: int = 128, static: str | None = None,
              objective: str = "cores", detailed_samples: int = 16, crosscheck_samples: int | None = None,
-             progress: Callable[[int, int], None] | None = None) -> SimulationReport:
+             relax: tuple = (), progress: Callable[[int, int], None] | None = None) -> SimulationReport:
     """Map the core description (an export folder, or a ``.core.json``) onto ``target`` (a preset
     name or a TOML file), run ``samples`` test images of ``dataset`` (default: the data set the
     export recorded) tick by tick and report SOPs, latency and energy per layer, core and total.
@@ -359,8 +359,9 @@ def simulate(core: str | os.PathLike, *, target: str | os.PathLike = "loihi", da
     and scale every sample's latency by its ratio to the contention-free model (0: the fast
     model alone). ``crosscheck_samples``: also run that many samples
     in SANA-FE and compare tick by tick (``mtsnn.crosscheck``; binary networks only, checked
-    before anything runs). ``progress(done, total)`` is called with 0 before the first batch
-    and after every batch."""
+    before anything runs). ``relax``: design rules the user relaxes knowingly (``"axon-types"``:
+    price a network that breaks TrueNorth's axon-type rule; the report says so).
+    ``progress(done, total)`` is called with 0 before the first batch and after every batch."""
     from mtsnn.hw_model.coredesc import read_core
     from mtsnn.hw_model.mapper import mapping_from_placement
     from mtsnn.hw_model.report import build_report
@@ -383,7 +384,7 @@ def simulate(core: str | os.PathLike, *, target: str | os.PathLike = "loihi", da
 
     if objective not in OBJECTIVES:
         raise InputError(f"--objective: expected one of {', '.join(OBJECTIVES)}, found {objective!r}")
-    chip = load_target(target)
+    chip = load_target(target, relax)
     placement = description.placement
     recorded = None
     candidates = []
@@ -443,5 +444,8 @@ def validate(checkpoint: str | os.PathLike, export_dir: str | os.PathLike, *, da
     cannot run raises ``CheckUnavailable``."""
     from mtsnn.export.validate import validate_export
 
-    return validate_export(checkpoint, export_dir, dataset=dataset, samples=samples, target=os.fspath(target),
+    from mtsnn.hw_model.target import Target
+
+    target = target if isinstance(target, Target) else os.fspath(target)  # a Target: loaded (and relaxed) already
+    return validate_export(checkpoint, export_dir, dataset=dataset, samples=samples, target=target,
                            simulate=simulate, progress=progress)

@@ -250,6 +250,9 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also run the first --crosscheck-samples samples in SANA-FE (pip install sanafe==2.2.9) "
                              "and compare counts, energy and latency tick by tick (binary networks: Smax = 1, no leak)")
     parser.add_argument("--crosscheck-samples", type=int, default=10, help="samples for --crosscheck (default 10)")
+    parser.add_argument("--relax", action="append", choices=("axon-types",), default=[],
+                        help="relax a design rule knowingly (axon-types: price a network that breaks TrueNorth's "
+                             "4-axon-type weight rule as if every synapse had its own weight); the report says so")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -284,7 +287,7 @@ def run_sim(args: argparse.Namespace) -> int:
                            batch_size=args.batch_size, static=args.static, objective=args.objective,
                            detailed_samples=args.detailed_samples,
                            crosscheck_samples=args.crosscheck_samples if args.crosscheck else None,
-                           progress=None if args.no_progress else progress)
+                           relax=tuple(args.relax), progress=None if args.no_progress else progress)
     finally:
         for bar in bars:
             bar.close()
@@ -320,13 +323,18 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default="loihi",
                         help="target of the simulator path: a preset or a TOML file (default loihi)")
     parser.add_argument("--no-sim", action="store_true", help="skip the simulator path")
+    parser.add_argument("--relax", action="append", choices=("axon-types",), default=[],
+                        help="relax a design rule of the simulator's target knowingly (see mtsnn-sim --relax)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run_validate(args: argparse.Namespace) -> int:
     from mtsnn import api
 
-    report = api.validate(args.model, args.dir, dataset=args.dataset, samples=args.samples, target=args.target,
+    from mtsnn.hw_model.target import load_target
+
+    target = load_target(args.target, tuple(args.relax)) if args.relax else args.target
+    report = api.validate(args.model, args.dir, dataset=args.dataset, samples=args.samples, target=target,
                           simulate=not args.no_sim, progress=None if args.json else _say)
     _notes(report.notes)
     if args.json:

@@ -189,13 +189,10 @@ def test_validate_refuses_a_data_set_of_another_shape(trained_model, tmp_path, c
 
 def test_a_requested_simulator_path_that_cannot_run_is_exit_3(trained_model, tmp_path):
     mtsnn.export(trained_model, out=tmp_path / "out", samples=10)
-    from mtsnn.hw_model.target import PRESET_DIR
-
-    small = tmp_path / "tiny.toml"
-    small.write_text((PRESET_DIR / "truenorth.toml").read_text().replace("\naxons_in = 256", "\naxons_in = 16", 1))
+    # TrueNorth's axon-type rule: 8-bit weights need more than 4 distinct weights per neuron
     with pytest.raises(CheckUnavailable) as info:
-        mtsnn.validate(trained_model, tmp_path / "out", target=small, samples=5)
-    assert info.value.exit_code == 3 and "fan-in" in str(info.value)
+        mtsnn.validate(trained_model, tmp_path / "out", target="truenorth", samples=5)
+    assert info.value.exit_code == 3 and "axon types" in str(info.value) and "--relax axon-types" in str(info.value)
 
 
 # ----------------------------------------------------------------------------- sim defaults

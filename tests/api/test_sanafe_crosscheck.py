@@ -80,7 +80,7 @@ def test_what_sanafe_cannot_express_is_said_not_compared():
         check_comparable(map_network(net, LOIHI))
     net = random_network(np.random.default_rng(0), smax=1, delta=0)
     with pytest.raises(CheckUnavailable, match="Loihi's"):
-        check_comparable(map_network(net, load_target("truenorth")))
+        check_comparable(map_network(net, load_target("truenorth", ("axon-types",))))
 
 
 def test_the_command_line_runs_the_crosscheck(binary_digits_model, tmp_path, capsys):

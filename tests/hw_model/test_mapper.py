@@ -16,10 +16,15 @@ from mtsnn.hw_model.mapper import (
     DESIGN_RULES,
     DesignRuleError,
     acc_bits_fit_target,
+    axon_type_groups,
+    axon_types_fit_target,
+    core_weight_matrix,
+    distinct_weights_per_neuron,
     fan_in_fits_core_or_can_split,
     map_network,
     mapping_from_placement,
     network_fits_core_count,
+    payload_fits_target,
     synapse_bits,
     synapse_memory_fits_core,
     weight_bits_fit_target,
@@ -29,7 +34,8 @@ from mtsnn.hw_model.placement import check_placement
 from mtsnn.hw_model.synthetic import random_network
 from mtsnn.hw_model.target import load_target, synapse_memory_bits_needed
 
-LOIHI, TRUENORTH = load_target("loihi"), load_target("truenorth")
+LOIHI, TRUENORTH = load_target("loihi"), load_target("truenorth", ("axon-types",))  # the rule: its own tests
+TRUENORTH_ENFORCED = load_target("truenorth")
 SMALL_MESH = dict(n_cores=4096, mesh_x=4, mesh_y=1024)  # narrow mesh: routes go along both axes
 
 
@@ -128,7 +134,7 @@ PARTITIONINGS = [
 
 
 def _mapping(name, overrides, net=None):
-    target = dataclasses.replace(load_target(name), **overrides)
+    target = dataclasses.replace(TRUENORTH if name == "truenorth" else load_target(name), **overrides)
     return map_network(net or _net(), target)
 
 
@@ -371,3 +377,71 @@ def test_objective_compares_neuron_caps_by_simulation():
     assert np.array_equal(simulate_batch(fastest, images).logits, ref.logits)
     with pytest.raises(ValueError, match="expected calibration images"):
         map_for_objective(net, LOIHI, "latency")
+
+
+# ----------------------------------------------------------------------------- axon types (TrueNorth)
+
+
+def _dense_net(weight, input_shape):
+    """The random network's first dense layer with ``weight`` put in by hand."""
+    net = _net(input_shape=input_shape, layers=(("dense", weight.shape[0]),))
+    first = dataclasses.replace(net.layers[0], weight=np.asarray(weight, dtype=net.layers[0].weight.dtype))
+    readout = net.layers[1]
+    readout = dataclasses.replace(readout, weight=np.clip(readout.weight, -1, 1))  # 3 levels: fits 4 types
+    return dataclasses.replace(net, layers=(first, readout))
+
+
+def test_rule_axon_types_fit_target():
+    message = _only_rule_fails(axon_types_fit_target, _net(), TRUENORTH_ENFORCED)
+    assert message.startswith("layer conv1: a neuron weighs its inputs with ")
+    assert "> 4 axon types per core on target truenorth" in message and "--relax axon-types" in message
+    axon_types_fit_target(_net(), TRUENORTH)  # relaxed: the rule is off (and the report says so)
+    axon_types_fit_target(_net(), LOIHI)  # Loihi has no axon types
+
+
+def test_axon_types_by_hand():
+    # 2 neurons, 6 inputs; each neuron uses 2 distinct weights. Axon rows (weight for n0, n1):
+    # a0 (1, 3), a1 (2, 3), a2 (1, 4), a3 (2, 4) pairwise disagree on a neuron both use, so they
+    # need 4 types; a4 (0, 0) drives nothing and needs none.
+    weight = np.array([[1, 2, 1, 2, 0, 0],
+                       [3, 3, 4, 4, 0, 0]])
+    assert distinct_weights_per_neuron(_dense_net(weight, (6, 1, 1)).layers[0]) == 2
+    assert axon_type_groups(weight.T, 4) == 4
+    assert axon_type_groups(weight.T, 3) == 4  # more than 3: stops counting at limit + 1
+    map_network(_dense_net(weight, (6, 1, 1)), TRUENORTH_ENFORCED)  # 4 types: fits
+    # a5 (5, 0): n0 now uses 3 distinct weights (still <= 4), but a5 disagrees with every type on
+    # n0, and every type uses n0: a 5th type, so no assignment exists
+    clash = weight.copy()
+    clash[0, 5] = 5
+    assert distinct_weights_per_neuron(_dense_net(clash, (6, 1, 1)).layers[0]) == 3
+    assert axon_type_groups(clash.T, 4) == 5
+    with pytest.raises(DesignRuleError, match=r"layer dense1: core \d+ needs more than 4 axon types"):
+        map_network(_dense_net(clash, (6, 1, 1)), TRUENORTH_ENFORCED)
+    map_network(_dense_net(clash, (6, 1, 1)), TRUENORTH)  # relaxed: maps
+    # an axon that fits a type joins it: a6 (1, 0) agrees with a0's type (1, 3) where both are nonzero
+    joins = np.hstack([weight, [[1], [0]]])
+    assert axon_type_groups(joins.T, 4) == 4
+
+
+def test_core_weight_matrix_matches_the_synapse_lists():
+    mapping = _mapping("loihi", dict(neurons_per_core=9, axons_per_core=30, partial_sums=True, **SMALL_MESH))
+    for core, conn in zip(mapping.cores, mapping.connectivity):
+        if core.is_input:
+            continue
+        layer = mapping.network.layers[core.layer_index]
+        matrix = core_weight_matrix(layer, mapping.neuron_ids(core.core_id), core.fan_in, conn.axons)
+        listed = core_synapses(layer, mapping.neuron_ids(core.core_id), core.fan_in)
+        expected = np.zeros_like(matrix)
+        column = {int(n): i for i, n in enumerate(mapping.neuron_ids(core.core_id))}
+        for axon, targets in listed.items():
+            for neuron, weight in targets:
+                expected[np.searchsorted(conn.axons, axon), column[neuron]] = weight
+        assert np.array_equal(matrix, expected)
+
+
+def test_rule_payload_fits_target():
+    graded = dataclasses.replace(LOIHI, encoding="graded", payload_bits=3, multi_spike="payload")
+    message = _only_rule_fails(payload_fits_target, _net(smax=15), graded)
+    assert message.startswith("layer input: spike count up to Smax 15 > 7, the largest 3-bit payload")
+    payload_fits_target(_net(smax=7), graded)
+    payload_fits_target(_net(smax=15), LOIHI)  # unary: counts run as sub-steps, no payload

@@ -73,5 +73,5 @@ def test_detailed_ticks_on_a_mapped_network():
     assert (detailed >= 1_000_000).all() and (detailed > 0).all()
     ratio = detailed.sum() / fast.sum()
     assert 0.8 < ratio < 3.0  # the same work, with contention added
-    truenorth = map_network(net, load_target("truenorth"))
+    truenorth = map_network(net, load_target("truenorth", ("axon-types",)))
     assert (detailed_tick_cycles(truenorth, images) == 10**9).all()  # fixed 1 ms ticks

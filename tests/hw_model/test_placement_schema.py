@@ -45,7 +45,7 @@ def small_loihi():
     return parse_target(document, origin=f"{path} (small cores)")
 
 
-TARGETS = {"loihi": lambda: load_target("loihi"), "truenorth": lambda: load_target("truenorth"),
+TARGETS = {"loihi": lambda: load_target("loihi"), "truenorth": lambda: load_target("truenorth", ("axon-types",)),
            "loihi-small": small_loihi}
 CASES = [(net, target) for net in sorted(NETWORKS) for target in sorted(TARGETS)]
 

@@ -17,7 +17,9 @@ mtsnn-export "$OUT/model.pt" --bits 8 -o "$OUT" --golden 16
 
 echo "== 3/4 simulate on the Loihi-like and TrueNorth-like targets =="
 mtsnn-sim "$OUT" --target loihi --json "$OUT/sim_loihi.json" --plots "$OUT/plots_loihi"
-mtsnn-sim "$OUT" --target truenorth --json "$OUT/sim_truenorth.json" --plots "$OUT/plots_truenorth"
+# 8-bit weights break TrueNorth's rule of 4 axon types (one weight per type per neuron): price the
+# network anyway with the rule relaxed; the report states it (without --relax: exit 2, the rule named)
+mtsnn-sim "$OUT" --target truenorth --relax axon-types --json "$OUT/sim_truenorth.json" --plots "$OUT/plots_truenorth"
 
 echo "== 4/4 validate: QAT forward, numpy reference, onnxruntime and simulator, bit for bit =="
 mtsnn-validate "$OUT/model.pt" "$OUT"

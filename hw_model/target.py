@@ -1,6 +1,6 @@
 """Target chips as data: a TOML file per chip, loaded and validated into a frozen ``Target``.
 
-Presets live in ``hw_model/targets/`` (``loihi.toml``, ``truenorth.toml``); any other TOML file
+Presets live in ``hw_model/targets/`` (``loihi.toml``, ``loihi2.toml``, ``truenorth.toml``); any other TOML file
 with the same layout can be passed by path. Every number in a preset carries its source in a
 comment (short keys resolved in the file's ``[sources]`` table, the figures themselves in
 docs/hardware_sources.md); every number that is not a sourced figure is listed, with the
@@ -106,7 +106,7 @@ SYNAPSE_KINDS = ("conv", "dense", "sparse")
 EVENT_KINDS = ("synapse_conv", "synapse_dense", "synapse_sparse", "compartment", "update", "spike_out",
                "axon_out", "axon_in", "hop_x", "hop_y")
 PRESET_DIR = Path(__file__).resolve().parent / "targets"
-PRESETS = ("loihi", "truenorth")
+PRESETS = ("loihi", "loihi2", "truenorth")
 MAX_TARGET_BYTES = 1 << 20
 # ranges: sizes an honest chip file stays far inside; they bound every allocation a target drives
 MAX_CORES = 1 << 24
@@ -418,7 +418,7 @@ def relax_target(target: Target, relax=()) -> Target:
 
 
 def load_target(spec: str | os.PathLike | Target, relax=()) -> Target:
-    """A preset by name ("loihi", "truenorth") or a TOML file by path, with the design rules
+    """A preset by name (``PRESETS``: "loihi", "loihi2", "truenorth") or a TOML file by path, with the design rules
     named in ``relax`` relaxed (``relax_target``)."""
     if isinstance(spec, Target):  # already loaded (e.g. relaxed by the caller)
         return relax_target(spec, relax)

@@ -176,3 +176,24 @@ def test_bad_numbers(tmp_path, capsys):
     core = _core(tmp_path)
     assert sim_main([str(core), "--target", "loihi", "--samples", "0", "--no-progress"]) == 2
     assert "--samples" in _error_line(capsys)
+
+
+def test_loihi2_preset_runs_graded_and_states_its_assumptions(tmp_path, capsys):
+    core = _core(tmp_path)
+    out = tmp_path / "r.json"
+    assert sim_main([str(core), "--target", "loihi2", "--samples", "12", "--json", str(out), "--no-progress"]) == 0
+    report = json.loads(out.read_text())
+    assert report["encoding"] == "graded" and report["multi_spike"]["realisation"] == "payload"
+    assert report["multi_spike"]["chip_ticks_per_step"] == 1  # a count travels in one message
+    assert "UNCONFIRMED" in report["sop_convention"]
+    assumed = report["target"]["assumptions"]
+    for key in ("energy.synapse_conv_j", "energy.compartment_j", "latency.synapse_dense_s", "static.power_w",
+                "core.synapse_memory_bits"):
+        assert key in assumed, key
+    # Smax 15 counts fit its 24-bit payload; a 3-bit payload refuses them by name
+    from mtsnn.hw_model.target import PRESET_DIR
+
+    narrow = tmp_path / "narrow.toml"
+    narrow.write_text((PRESET_DIR / "loihi2.toml").read_text().replace("payload_bits = 24 ", "payload_bits = 3 "))
+    assert sim_main([str(core), "--target", str(narrow), "--no-progress"]) == 2
+    assert "spike count up to Smax 15 > 7, the largest 3-bit payload" in _error_line(capsys)

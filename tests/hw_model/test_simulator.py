@@ -55,7 +55,15 @@ def _setup(net_name, target_name, partitioning, seed=0, n=12, **net_kw):
 @pytest.mark.parametrize("target_name", ["loihi", "truenorth"])
 @pytest.mark.parametrize("net_name", list(NETWORKS))
 def test_bit_exact_against_reference(net_name, target_name, partitioning):
-    mapping, images = _setup(net_name, target_name, partitioning)
+    _check_bit_exact(*_setup(net_name, target_name, partitioning))
+
+
+@pytest.mark.parametrize("net_name", list(NETWORKS))
+def test_bit_exact_on_the_loihi2_preset(net_name):
+    _check_bit_exact(*_setup(net_name, "loihi2", "preset"))
+
+
+def _check_bit_exact(mapping, images):
     ref = run_reference(mapping.network, images)
     act = simulate_batch(mapping, images, record_spikes=True)
     assert np.array_equal(act.logits, ref.logits)
@@ -126,6 +134,7 @@ CYCLE_CASES = [
     ("two-conv", "loihi", "position-order"),
     ("conv-pool-dense", "loihi", "burst"),
     ("dense-only", "truenorth", "burst"),
+    ("conv-pool-dense", "loihi2", "preset"),
 ]
 
 

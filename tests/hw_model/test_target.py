@@ -51,6 +51,17 @@ def test_preset_values_match_their_sources():
     assert truenorth.energy_j["synapse_dense"] == pytest.approx(slope, rel=0.01)
     assert truenorth.static_power_w == pytest.approx(intercept, rel=0.01)
     assert truenorth.latency_s["synapse_dense"] == pytest.approx(4096 / 58e9, rel=1e-3)  # 58 GSOPS peak
+    assert truenorth.axon_types == 4 and truenorth.axon_types_rule == "enforce"  # M14 S1: 4 axon types
+    assert loihi.multi_spike == truenorth.multi_spike == "substeps"  # one-bit spikes, one per tick
+
+
+def test_loihi2_is_loihi1_costs_with_loihi2_structure_and_says_so():
+    loihi, loihi2 = load_target("loihi"), load_target("loihi2")
+    assert (loihi2.n_cores, loihi2.neurons_per_core, loihi2.weight_bits, loihi2.acc_bits) == (128, 8192, 8, 24)
+    assert (loihi2.encoding, loihi2.payload_bits, loihi2.multi_spike) == ("graded", 24, "payload")
+    assert loihi2.energy_j == loihi.energy_j and loihi2.latency_s == loihi.latency_s
+    for event in loihi2.energy_j:  # every cost is an assumption, stated as such
+        assert f"energy.{event}_j" in loihi2.assumptions and f"latency.{event}_s" in loihi2.assumptions
 
 
 @pytest.mark.parametrize("name", PRESETS)

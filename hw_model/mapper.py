@@ -679,21 +679,26 @@ def fan_out_fits_core(mapping: Mapping) -> None:
                               f"{target.axons_out_per_core} output axons per core on target {target.name}")
 
 
-def map_network(network: IntegerNetwork, target: Target) -> Mapping:
-    """Design rules, then partition, place and route ``network`` on ``target`` (input unchanged)."""
+def map_network(network: IntegerNetwork, target: Target, order: str | None = None) -> Mapping:
+    """Design rules, then partition, place and route ``network`` on ``target`` (input unchanged).
+    ``order``: the neuron order of every layer's slices (``NEURON_ORDERS``); None: per layer,
+    the one that needs the fewest cores (``best_partition``)."""
     check_design_rules(network, target)
     specs, per_layer = [], []
     for layer_index, layer in enumerate(network.layers):
         groups = fan_in_groups(layer, target)
-        order, slices = best_partition(layer, target)
+        if order is None:
+            layer_order, slices = best_partition(layer, target)
+        else:
+            layer_order, slices = order, partition_layer(layer, target, order)
         per_layer.append(len(slices) * len(groups))
         network_fits_core_count(network, target, per_layer + [0] * (len(network.layers) - len(per_layer)))
         for neurons in slices:
             for group, fan_in in enumerate(groups):
-                specs.append((layer_index, neurons, fan_in, group, order))
+                specs.append((layer_index, neurons, fan_in, group, layer_order))
     first = network.layers[0]
-    layer0_axons = [core_connectivity(first, neuron_order(first, order)[n[0] : n[1]], fan_in).axons
-                    for index, n, fan_in, _, order in specs if index == 0]
+    layer0_axons = [core_connectivity(first, neuron_order(first, spec_order)[n[0] : n[1]], fan_in).axons
+                    for index, n, fan_in, _, spec_order in specs if index == 0]
     input_specs = _input_specs(network, target, layer0_axons)
     network_fits_core_count(network, target, per_layer, len(input_specs))
     return _build_mapping(network, target, specs, input_specs)

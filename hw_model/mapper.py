@@ -42,6 +42,7 @@ from .target import Target, synapse_memory_bits_needed
 
 __all__ = [
     "DesignRuleError",
+    "RouteNeurons",
     "CoreSpec",
     "CoreConnectivity",
     "Route",
@@ -417,6 +418,30 @@ class Route:
 
 
 @dataclass(frozen=True, eq=False)
+class RouteNeurons:
+    """Which source neurons each route of a group carries, as index lists (CSR): route k carries
+    the sorted flat neuron (or input) indices ``indices[indptr[k]:indptr[k + 1]]``."""
+
+    indptr: np.ndarray  # (n_routes + 1,) int64
+    indices: np.ndarray  # (sum of the routes' neurons,) int64
+    n_neurons: int  # neurons (inputs) of the source layer
+
+    @property
+    def n_routes(self) -> int:
+        return self.indptr.size - 1
+
+    def neurons(self, k: int) -> np.ndarray:
+        return self.indices[self.indptr[k] : self.indptr[k + 1]]
+
+    def dense(self) -> np.ndarray:
+        """(n_neurons, n_routes) 0/1 matrix (small cases and tests only)."""
+        matrix = np.zeros((self.n_neurons, self.n_routes), dtype=np.int64)
+        for k in range(self.n_routes):
+            matrix[self.neurons(k), k] = 1
+        return matrix
+
+
+@dataclass(frozen=True, eq=False)
 class Mapping:
     """A network placed on a target. Arrays are read-only; build with ``map_network``."""
 
@@ -427,12 +452,12 @@ class Mapping:
     routes: tuple  # Route per route id
     links: tuple  # ((x0, y0), (x1, y1)) per directed link id (only links some route uses)
     layer_cores: tuple  # per layer: tuple of its core ids
-    # per layer: (n_out, n_spike_routes) 0/1 float64: which of the layer's neurons each of its
-    # spike routes carries; route ids of those columns in spike_route_ids
+    # per layer: which of the layer's neurons each of its spike routes carries (RouteNeurons, index
+    # lists: memory grows with the routes' neurons, not with neurons x cores); route ids in spike_route_ids
     spike_route_neurons: tuple = field(default_factory=tuple)
     spike_route_ids: tuple = field(default_factory=tuple)
     input_cores: tuple = ()  # core ids of the input generator cores
-    input_route_neurons: np.ndarray | None = None  # (n_inputs, n_input_routes) 0/1, as spike_route_neurons
+    input_route_neurons: RouteNeurons | None = None  # which inputs each input route carries
     input_route_ids: tuple = ()
 
     @property
@@ -569,22 +594,27 @@ def _build_mapping(network: IntegerNetwork, target: Target, specs: list[tuple],
         return neuron_order(network.layers[core.layer_index], core.order)[core.neurons[0] : core.neurons[1]]
 
     def spike_routes(sources: list[int], n_neurons: int, destinations: list[int]):
-        """One route per (source core, destination core listening to any of its neurons)."""
-        columns, ids = [], []
-        for src in sources:
-            member = np.zeros(n_neurons, dtype=bool)
-            member[source_ids(src)] = True
-            for dst in destinations:
-                axons = connectivity[dst].axons
-                inside = axons[member[axons]]
-                if inside.size:
-                    column = np.zeros(n_neurons)
-                    column[inside] = 1.0
-                    columns.append(column)
-                    ids.append(add_route(src, dst, "spike"))
-        matrix = np.stack(columns, axis=1) if columns else np.zeros((n_neurons, 0))
-        matrix.flags.writeable = False
-        return matrix, tuple(ids)
+        """One route per (source core, destination core listening to any of its neurons), in
+        source-major order; the neurons each carries as index lists. Work: the destinations' axons."""
+        owner = np.full(n_neurons, -1, dtype=np.int64)
+        for i, src in enumerate(sources):
+            owner[source_ids(src)] = i
+        pairs = []  # (source position, destination position, the neurons it carries)
+        for d, dst in enumerate(destinations):
+            axons = connectivity[dst].axons
+            owners = owner[axons]
+            order = np.argsort(owners, kind="stable")
+            grouped, keys = axons[order], owners[order]
+            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if keys.size else np.zeros(0, np.int64)
+            for start, stop in zip(starts, np.r_[starts[1:], keys.size].astype(np.int64)):
+                if keys[start] >= 0:
+                    pairs.append((int(keys[start]), d, grouped[start:stop]))
+        pairs.sort(key=lambda pair: (pair[0], pair[1]))
+        ids = tuple(add_route(sources[i], destinations[d], "spike") for i, d, _ in pairs)
+        indptr = np.zeros(len(pairs) + 1, dtype=np.int64)
+        indptr[1:] = np.cumsum([neurons.size for _, _, neurons in pairs], dtype=np.int64)
+        indices = np.concatenate([neurons for _, _, neurons in pairs]) if pairs else np.zeros(0, np.int64)
+        return RouteNeurons(_readonly(indptr), _readonly(indices), int(n_neurons)), ids
 
     input_cores = list(range(len(input_specs)))
     input_matrix, input_ids = spike_routes(input_cores, math.prod(network.encoder.shape), layer_cores[0])
@@ -595,7 +625,7 @@ def _build_mapping(network: IntegerNetwork, target: Target, specs: list[tuple],
             if not cores[c].soma:
                 add_route(c, soma_by_slice[cores[c].neurons], "partial_sum")
         if layer.readout:
-            matrix, ids = np.zeros((layer.n_neurons, 0)), ()
+            matrix, ids = RouteNeurons(_readonly(np.zeros(1)), _readonly(np.zeros(0)), layer.n_neurons), ()
         else:
             somas = [c for c in layer_cores[layer_index] if cores[c].soma]
             matrix, ids = spike_routes(somas, layer.n_neurons, layer_cores[layer_index + 1])

@@ -112,20 +112,45 @@ def _one_blas_thread():
 # ----------------------------------------------------------------------------- per-layer plans
 #
 # Everything that depends only on the mapping is built once per ``simulate`` call: the weights in
-# their exact GEMM dtype, the neuron dtype, and one count matrix per kind of event. A tick's
-# per-core counts are then one small GEMM of the layer's events with the matching matrix.
+# their exact GEMM dtype, the neuron dtype, and one ``_Segments`` per kind of event: which
+# neurons (inputs, routes) each core (route, source core) sums. A tick's per-core counts are then
+# segment sums of the layer's events, exact in int64; memory and work grow with the entries of
+# those index lists (neurons, axons, routes' neurons), never with neurons x cores.
 
 
-def _exact_events_matrix(matrix: np.ndarray, max_event: int) -> np.ndarray:
-    """``matrix`` (non-negative integers) in the cheapest dtype in which ``events @ matrix`` is
-    exact for events in 0..max_event (``hw_model.synapse``'s bound argument)."""
-    bound = int(max_event) * int(matrix.sum(axis=0).max(initial=0))
-    return np.ascontiguousarray(matrix, dtype=exact_gemm_dtype(bound))
+@dataclass(frozen=True, eq=False)
+class _Segments:
+    """Weighted sums of chosen columns: segment k sums ``values[:, indices[indptr[k]:indptr[k+1]]]``
+    (times ``weights``, when given). Empty segments sum to 0."""
 
+    indices: np.ndarray  # (nnz,) int64 column indices
+    indptr: np.ndarray  # (n_segments + 1,) int64
+    weights: np.ndarray | None = None  # (nnz,) int64, or None for all ones
 
-def _count(events: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Exact integer counts events (B, N) @ matrix (N, M) (matrix from ``_exact_events_matrix``)."""
-    return (events.astype(matrix.dtype, copy=False) @ matrix).astype(np.int64)
+    @staticmethod
+    def of(lists, weights=None) -> "_Segments":
+        """From one index array per segment (and one weight array per segment)."""
+        sizes = [len(x) for x in lists]
+        indptr = np.zeros(len(lists) + 1, dtype=np.int64)
+        indptr[1:] = np.cumsum(sizes, dtype=np.int64)
+        cat = (lambda xs: np.concatenate([np.asarray(x, np.int64) for x in xs]) if xs else np.zeros(0, np.int64))
+        return _Segments(cat(lists), indptr, None if weights is None else cat(weights))
+
+    @property
+    def n_segments(self) -> int:
+        return self.indptr.size - 1
+
+    def sums(self, values: np.ndarray) -> np.ndarray:
+        """(B, n_segments) int64 sums of the (B, N) ``values``."""
+        out = np.zeros((values.shape[0], self.n_segments), dtype=np.int64)
+        nonempty = self.indptr[1:] > self.indptr[:-1]
+        if not self.indices.size:
+            return out
+        picked = values[:, self.indices].astype(np.int64)
+        if self.weights is not None:
+            picked *= self.weights
+        out[:, nonempty] = np.add.reduceat(picked, self.indptr[:-1][nonempty], axis=1)
+        return out
 
 
 def _neuron_dtype(layer, input_bound: int) -> np.dtype:
@@ -143,9 +168,16 @@ class _Routes:
     src: np.ndarray  # (n_routes,) global source core ids
     dst: np.ndarray  # (n_routes,) global destination core ids
     latency: np.ndarray  # (n_routes,) int64 mesh cycles
-    # (n_routes, 3 * n_src_cores): packets, hops_x, hops_y per local source core
-    per_source: np.ndarray
+    # per local source core, its routes: packets, packets x hops_x, packets x hops_y
+    messages: _Segments
+    hops_x: _Segments
+    hops_y: _Segments
     n_spike_routes: int  # the first n_spike_routes routes carry spikes, the rest partial sums
+    spike_neurons: _Segments  # per spike route, the source neurons it carries
+
+    @property
+    def n_routes(self) -> int:
+        return self.ids.size
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,10 +192,8 @@ class _LayerPlan:
     bias_nonzero: np.ndarray  # (n_out,) bool
     fan_in_ranges: tuple  # distinct (start, stop) fan-in ranges of the cores; one = no split
     core_pieces: tuple  # split fan-in only: per core (range index, its neurons (slice or ids), partial-sum column or -1)
-    reads_matrix: np.ndarray  # (n_in, n_cores_l): synapses of the core the input drives
-    membership: np.ndarray  # (n_out, n_cores_l): 1 where the (soma) core runs the neuron
-    spike_matrix: np.ndarray  # (n_out, n_cores_l [+ n_spike_routes if unary]) applied to counts
-    event_matrix: np.ndarray  # (n_out, n_cores_l [+ n_spike_routes if graded]) applied to counts > 0
+    reads: _Segments  # per core: its axons, weighted by the synapses each drives there
+    somas: _Segments  # per core: the neurons it runs (none for a partial-sum core)
     compartments: np.ndarray  # (n_cores_l, 1) neurons allocated on each core
     soma_neurons: np.ndarray  # (n_cores_l, 1) neurons a core runs (0 for a partial-sum core)
     routes: _Routes  # spike routes to the next layer, then partial-sum routes
@@ -182,39 +212,33 @@ class _Plans:
     layers: list
     input_core_ids: np.ndarray
     input_routes: _Routes
-    input_spike_matrix: np.ndarray  # (n_in, n_input_cores [+ routes if unary]) applied to counts
-    input_event_matrix: np.ndarray  # (n_in, n_input_cores [+ routes if graded]) applied to counts > 0
+    input_somas: _Segments  # per input core: the inputs it generates
     prices: CorePrices
     schedule: Schedule
     n_routes: int
 
 
 def _routes_plan(mapping: Mapping, route_ids: list[int], source_ids: np.ndarray, cycles: dict,
-                 max_packets: int, n_spike_routes: int) -> _Routes:
+                 spike_neurons) -> _Routes:
+    """The routes ``route_ids`` leaving the cores ``source_ids``: the first
+    ``spike_neurons.n_routes`` carry spikes (``RouteNeurons``), the rest partial sums."""
     local_of = {int(c): i for i, c in enumerate(source_ids)}
     routes = [mapping.routes[r] for r in route_ids]
-    per_source = np.zeros((len(routes), 3 * len(source_ids)))
+    by_source = [[] for _ in source_ids]
     for row, route in enumerate(routes):
-        local = local_of[route.src]
-        per_source[row, [local, len(source_ids) + local, 2 * len(source_ids) + local]] = (1, route.hops_x,
-                                                                                           route.hops_y)
+        by_source[local_of[route.src]].append(row)
+    hops = {axis: [[getattr(routes[row], axis) for row in rows] for rows in by_source] for axis in ("hops_x", "hops_y")}
     return _Routes(
         ids=np.array(route_ids, dtype=np.int64),
         src=np.array([r.src for r in routes], dtype=np.int64),
         dst=np.array([r.dst for r in routes], dtype=np.int64),
         latency=route_latency_cycles([r.hops_x for r in routes], [r.hops_y for r in routes], cycles),
-        per_source=_exact_events_matrix(per_source, max_packets),
-        n_spike_routes=n_spike_routes,
+        messages=_Segments.of(by_source),
+        hops_x=_Segments.of(by_source, hops["hops_x"]),
+        hops_y=_Segments.of(by_source, hops["hops_y"]),
+        n_spike_routes=spike_neurons.n_routes,
+        spike_neurons=_Segments(spike_neurons.indices, spike_neurons.indptr),
     )
-
-
-def _spike_matrices(membership: np.ndarray, route_neurons: np.ndarray, unary: bool, smax: int):
-    """(matrix applied to counts, matrix applied to counts > 0): spikes/events per core, and the
-    packets per route (unary: one per spike; graded: one per nonzero count)."""
-    route_neurons = np.asarray(route_neurons)
-    by_count = np.hstack([membership, route_neurons]) if unary else membership
-    by_event = membership if unary else np.hstack([membership, route_neurons])
-    return _exact_events_matrix(by_count, smax), _exact_events_matrix(by_event, 1)
 
 
 def _index(ids: np.ndarray):
@@ -242,16 +266,10 @@ def _layer_plan(mapping: Mapping, index: int, cycles: dict) -> _LayerPlan:
         weight = np.ascontiguousarray(layer.weight.T, dtype=gemm_dtype)
         bias = layer.bias.astype(neuron_dtype)
 
-    n_in = int(np.prod(layer.in_shape))
-    reads = np.zeros((n_in, nc))
-    membership = np.zeros((n_out, nc))
-    compartments = np.zeros((nc, 1), dtype=np.int64)
-    for local, core in enumerate(cores):
-        conn = mapping.connectivity[core.core_id]
-        reads[conn.axons, local] = conn.fanout
-        compartments[local] = core.n_neurons
-        if core.soma:
-            membership[mapping.neuron_ids(core.core_id), local] = 1.0
+    compartments = np.array([[core.n_neurons] for core in cores], dtype=np.int64).reshape(nc, 1)
+    conns = [mapping.connectivity[core.core_id] for core in cores]
+    reads = _Segments.of([conn.axons for conn in conns], [conn.fanout for conn in conns])
+    somas = _Segments.of([mapping.neuron_ids(core.core_id) if core.soma else () for core in cores])
 
     ranges = tuple(dict.fromkeys(core.fan_in for core in cores))
     psum_ids = [r.route_id for r in mapping.routes if r.layer_index == index and r.kind == "partial_sum"]
@@ -259,16 +277,12 @@ def _layer_plan(mapping: Mapping, index: int, cycles: dict) -> _LayerPlan:
     pieces = tuple((ranges.index(core.fan_in), _index(mapping.neuron_ids(core.core_id)),
                     psum_column.get(core.core_id, -1)) for core in cores)
     spike_ids = list(mapping.spike_route_ids[index])
-    by_count, by_event = _spike_matrices(membership, mapping.spike_route_neurons[index], unary, p.smax)
-    max_packets = max(p.smax, 1) * max(n_out, 1)
     return _LayerPlan(
         index=index, layer=layer, core_ids=core_ids, gemm_dtype=gemm_dtype, neuron_dtype=neuron_dtype,
         weight=weight, bias=bias, bias_nonzero=bias != 0, fan_in_ranges=ranges, core_pieces=pieces,
-        reads_matrix=_exact_events_matrix(reads, smax_in if unary else 1),
-        membership=_exact_events_matrix(membership, 1), spike_matrix=by_count, event_matrix=by_event,
-        compartments=compartments,
+        reads=reads, somas=somas, compartments=compartments,
         soma_neurons=np.array([[core.n_neurons if core.soma else 0] for core in cores], dtype=np.int64),
-        routes=_routes_plan(mapping, spike_ids + psum_ids, core_ids, cycles, max_packets, len(spike_ids)),
+        routes=_routes_plan(mapping, spike_ids + psum_ids, core_ids, cycles, mapping.spike_route_neurons[index]),
     )
 
 
@@ -276,18 +290,12 @@ def _plans(mapping: Mapping) -> _Plans:
     prices = core_prices(mapping)
     cycles = prices.cycles
     net = mapping.network
-    unary = mapping.target.encoding == "unary"
     input_ids = np.array(mapping.input_cores, dtype=np.int64)
-    n_in = int(np.prod(net.encoder.shape))
-    membership = np.zeros((n_in, len(input_ids)))
-    for local, core_id in enumerate(input_ids):
-        membership[mapping.neuron_ids(core_id), local] = 1.0
-    by_count, by_event = _spike_matrices(membership, mapping.input_route_neurons, unary, net.encoder.smax)
-    input_routes = _routes_plan(mapping, list(mapping.input_route_ids), input_ids, cycles,
-                                max(net.encoder.smax, 1) * n_in, len(mapping.input_route_ids))
+    input_somas = _Segments.of([mapping.neuron_ids(int(core_id)) for core_id in input_ids])
+    input_routes = _routes_plan(mapping, list(mapping.input_route_ids), input_ids, cycles, mapping.input_route_neurons)
     layers = [_layer_plan(mapping, index, cycles) for index in range(len(net.layers))]
     return _Plans(layers=layers, input_core_ids=input_ids, input_routes=input_routes,
-                  input_spike_matrix=by_count, input_event_matrix=by_event, prices=prices,
+                  input_somas=input_somas, prices=prices,
                   schedule=schedule_for(net, mapping.target), n_routes=len(mapping.routes))
 
 
@@ -340,7 +348,7 @@ def _synaptic_input(plan: _LayerPlan, x: np.ndarray, per_neuron: bool = False):
     """
     b = x.shape[0]
     operand = _gemm_operand(plan.layer, x, plan.gemm_dtype)
-    n_psum = plan.routes.per_source.shape[0] - plan.routes.n_spike_routes
+    n_psum = plan.routes.n_routes - plan.routes.n_spike_routes
     psum_messages = np.zeros((b, n_psum), dtype=np.int64)
     if not plan.split_fan_in:
         return _fan_in_input(plan, operand, b, 0, plan.layer.fan_in), psum_messages
@@ -414,29 +422,27 @@ def _events(counts: np.ndarray, unary: bool) -> np.ndarray:
     return counts if unary else counts > 0
 
 
-def _send_side(routes: _Routes, src_ids: np.ndarray, by_count: np.ndarray, by_event: np.ndarray, s: np.ndarray,
-               unary: bool, psum_messages: np.ndarray | None):
+def _send_side(routes: _Routes, somas: _Segments, s: np.ndarray, unary: bool, psum_messages: np.ndarray | None):
     """(spikes/events per source core (B, n_src), packets per route (B, n_routes), per-source
-    counts (B, 3 n_src): messages, hops_x, hops_y)."""
-    n_src = src_ids.size
-    counted, evented = _count(s, by_count), _count(s > 0, by_event)
-    spikes_out = counted[:, :n_src] if unary else evented[:, :n_src]
-    packets = (counted if unary else evented)[:, n_src:]
-    n_psum = routes.per_source.shape[0] - routes.n_spike_routes
+    counts (messages, hops_x, hops_y), each (B, n_src)): unary events are the counts, graded
+    events the nonzero counts."""
+    events = s if unary else (s > 0)
+    spikes_out = somas.sums(events)
+    packets = routes.spike_neurons.sums(events)
+    n_psum = routes.n_routes - routes.n_spike_routes
     if n_psum:
         if psum_messages is None:  # nothing arrived at the layer this tick: no partial sums
             psum_messages = np.zeros((s.shape[0], n_psum), dtype=np.int64)
         packets = np.concatenate([packets, psum_messages], axis=1)
-    per_source = _count(packets, routes.per_source) if packets.shape[1] else np.zeros((s.shape[0], 3 * n_src),
-                                                                                        np.int64)
+    per_source = (routes.messages.sums(packets), routes.hops_x.sums(packets), routes.hops_y.sums(packets))
     return spikes_out, packets, per_source
 
 
-def _store_send(counts: dict, ids: np.ndarray, tick: int, per_source: np.ndarray) -> None:
-    n = ids.size
-    counts["messages_out"][ids, tick] += per_source[:, :n].T
-    counts["hops_x"][ids, tick] += per_source[:, n : 2 * n].T
-    counts["hops_y"][ids, tick] += per_source[:, 2 * n :].T
+def _store_send(counts: dict, ids: np.ndarray, tick: int, per_source: tuple) -> None:
+    messages, hops_x, hops_y = per_source
+    counts["messages_out"][ids, tick] += messages.T
+    counts["hops_x"][ids, tick] += hops_x.T
+    counts["hops_y"][ids, tick] += hops_y.T
 
 
 def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, record_ticks: bool,
@@ -455,8 +461,7 @@ def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, r
     source = np.zeros((n_ticks, b) + tuple(net.encoder.shape), dtype=np.uint8)
     source[: steps] = encoded.reshape((b,) + tuple(net.encoder.shape))
     for j in range(subticks):
-        spikes_out, packets, per_source = _send_side(plans.input_routes, plans.input_core_ids,
-                                                     plans.input_spike_matrix, plans.input_event_matrix,
+        spikes_out, packets, per_source = _send_side(plans.input_routes, plans.input_somas,
                                                      sent_in_subtick(encoded, j, subticks), unary, None)
         for tick in sched.input_ticks:
             chip = tick * subticks + j
@@ -474,7 +479,7 @@ def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, r
         for t in active_ticks:
             for j in range(subticks):
                 events = _events(sent_in_subtick(flat[t], j, subticks), unary)
-                counts["synapse_reads"][ids, t * subticks + j] = _count(events, plan.reads_matrix).T
+                counts["synapse_reads"][ids, t * subticks + j] = plan.reads.sums(events).T
         # neuron side: tick t integrates what the source emitted in tick t - 1
         currents, psums, arrived, partial_nonzero = {}, {}, {}, {}
         if active_ticks:
@@ -517,7 +522,7 @@ def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, r
                 updated = (v != 0) | plan.bias_nonzero
                 if t in arrived:
                     updated |= arrived[t]
-                counts["updates"][ids, first] = _count(updated, plan.membership).T
+                counts["updates"][ids, first] = plan.somas.sums(updated).T
                 if record_ticks:
                     tick_updates[layer.name][t] = updated
             if layer.readout:
@@ -528,15 +533,15 @@ def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, r
                 for j in range(subticks):
                     s_j = sent_in_subtick(s, j, subticks)
                     if j:  # a neuron that fires in a later sub-tick is updated there
-                        counts["updates"][ids, first + j] = _count(s_j, plan.membership).T
-                    spiked, packets, per_source = _send_side(plan.routes, ids, plan.spike_matrix, plan.event_matrix,
-                                                             s_j, unary, psums.get(t) if first + j == last else None)
+                        counts["updates"][ids, first + j] = plan.somas.sums(s_j).T
+                    spiked, packets, per_source = _send_side(plan.routes, plan.somas, s_j, unary,
+                                                             psums.get(t) if first + j == last else None)
                     counts["spikes_out"][ids, first + j] = spiked.T
                     _store_send(counts, ids, first + j, per_source)
                     route_packets[plan.routes.ids, first + j] = packets.T
             if layer.readout and t in psums:  # a split readout still sends its partial sums
-                _, packets, per_source = _send_side(plan.routes, ids, plan.spike_matrix, plan.event_matrix,
-                                                    np.zeros((b, layer.n_neurons), np.int64), unary, psums[t])
+                _, packets, per_source = _send_side(plan.routes, plan.somas, np.zeros((b, layer.n_neurons), np.int64),
+                                                    unary, psums[t])
                 _store_send(counts, ids, last, per_source)
                 route_packets[plan.routes.ids, last] = packets.T
             if t in window:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError
 from .target import STATIC_CONVENTIONS, Target, event_cycles
 
 __all__ = [
@@ -44,6 +45,9 @@ __all__ = [
     "ENERGY_KINDS",
     "CorePrices",
     "core_prices",
+    "worst_tick_cycles",
+    "check_cycle_range",
+    "MAX_TOTAL_CYCLES",
     "send_cycles",
     "receive_cycles",
     "receive_done_cycles",
@@ -80,6 +84,44 @@ def core_prices(mapping) -> CorePrices:
         else:
             kinds.append(mapping.network.layers[core.layer_index].synapse_kind)
     return CorePrices(mapping.target, kinds)
+
+
+MAX_TOTAL_CYCLES = 1 << 62  # every cycle sum (per tick, per sample, over all samples) stays below this
+
+
+def worst_tick_cycles(mapping) -> int:
+    """An upper bound (exact Python integer) on any core's cycles in one chip tick of
+    ``mapping``, synchronisation included: every neuron spiking its largest count to every
+    route, every synapse read as often as its input's largest count, every message crossing
+    the longest route."""
+    target, net = mapping.target, mapping.network
+    cycles = event_cycles(target)
+    per_tick = target.encoding == "unary" and target.multi_spike == "burst"  # k events in one tick
+    routes_from = np.bincount([r.src for r in mapping.routes], minlength=mapping.n_cores)
+    longest = max((r.hops_x * cycles["hop_x"] + r.hops_y * cycles["hop_y"] for r in mapping.routes), default=0)
+    worst = 0
+    for core, conn in zip(mapping.cores, mapping.connectivity):
+        n = core.n_neurons
+        smax = net.encoder.smax if core.is_input else net.layers[core.layer_index].neuron.smax
+        k_out = max(1, smax) if per_tick else 1
+        k_in = max(1, net.input_smax(core.layer_index)) if per_tick and not core.is_input else 1
+        send = n * (cycles["compartment"] + cycles["update"] + k_out * cycles["spike_out"]
+                    + k_out * int(routes_from[core.core_id]) * cycles["axon_out"])
+        synapse = max(cycles[f"synapse_{kind}"] for kind in ("conv", "dense", "sparse"))
+        receive = k_in * (conn.n_synapses * synapse + conn.n_axons * cycles["axon_in"]) + n * cycles["axon_in"]
+        worst = max(worst, send + receive + longest + cycles["axon_out"])
+    return worst + max(int(round(s / target.cycle_s)) for s in target.sync_s) + cycles["tick"]
+
+
+def check_cycle_range(mapping, n_samples: int, ticks_per_sample: int) -> None:
+    """Refuse a run whose cycle sums could overflow 64-bit integers: the worst tick x the chip
+    ticks of a sample x the samples must stay below ``MAX_TOTAL_CYCLES``."""
+    worst = worst_tick_cycles(mapping) * ticks_per_sample * max(1, int(n_samples))
+    if worst >= MAX_TOTAL_CYCLES:
+        target = mapping.target
+        raise InputError(f"{target.path or target.name}: time.cycle_s: expected a cycle long enough that "
+                         f"{n_samples} samples of this network stay below 2^62 cycles, found {target.cycle_s:g} s "
+                         f"(worst case {worst:.3g} cycles)")
 
 
 def _col(values: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -53,6 +53,7 @@ from .pricing import (
     COUNT_KINDS,
     ENERGY_KINDS,
     CorePrices,
+    check_cycle_range,
     core_prices,
     dynamic_energy,
     receive_cycles,
@@ -410,8 +411,10 @@ class BatchActivity:
 def simulate_batch(mapping: Mapping, images: np.ndarray, *, record_spikes: bool = False, record_ticks: bool = False,
                    _plans: _Plans | None = None) -> BatchActivity:
     """Run one batch of uint8 images (B, C, H, W) on the mapped cores, tick by tick."""
+    plans = _plans or _plans_of(mapping)
+    check_cycle_range(mapping, len(images), plans.schedule.n_chip_ticks)
     with _one_blas_thread():
-        return _simulate_batch(mapping, images, record_spikes, record_ticks, _plans or _plans_of(mapping))
+        return _simulate_batch(mapping, images, record_spikes, record_ticks, plans)
 
 
 def _plans_of(mapping: Mapping) -> _Plans:
@@ -707,6 +710,7 @@ def _simulate_stream(mapping: Mapping, images: np.ndarray, labels, batch_size: i
     plans = _plans(mapping)
     prices, schedule = plans.prices, plans.schedule
     n = images.shape[0]
+    check_cycle_range(mapping, n, schedule.n_chip_ticks)
     sync = sync_cycles(target, mapping.tiles_in_use)
     windows = _window_mask(mapping, schedule)[:, :, None]
     core_counts = {kind: np.zeros(mapping.n_cores, dtype=np.int64) for kind in COUNT_KINDS}

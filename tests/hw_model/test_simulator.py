@@ -347,3 +347,25 @@ def test_substeps_cost_against_burst():
         assert sub.tick_cycles.shape[0] == smax * burst.tick_cycles.shape[0]
         assert (sub.tick_cycles.sum(axis=0) >= burst.tick_cycles.sum(axis=0) + (smax - 1) * sync
                 * burst.tick_cycles.shape[0]).all()
+
+
+def test_cycle_sums_that_could_overflow_are_refused_before_running():
+    from mtsnn.hw_model.errors import InputError
+    from mtsnn.hw_model.pricing import MAX_TOTAL_CYCLES, check_cycle_range, worst_tick_cycles
+
+    mapping, images = _setup("conv-pool-dense", "loihi", "preset", n=2)
+    worst = worst_tick_cycles(mapping)
+    act = simulate_batch(mapping, images)
+    assert (act.core_cycles.max() + sync_cycles(mapping.target, mapping.tiles_in_use)) <= worst  # a true bound
+    ticks = schedule_for(mapping.network, mapping.target).n_chip_ticks
+    check_cycle_range(mapping, 1000, ticks)  # the presets are far from the limit
+    too_many = MAX_TOTAL_CYCLES // (worst * ticks) + 1
+    with pytest.raises(InputError, match=r"time.cycle_s: expected a cycle long enough"):
+        check_cycle_range(mapping, too_many, ticks)
+    # a target whose events take ~2^40 cycles of a tiny quantum is refused, not run into negative numbers
+    slow = dataclasses.replace(mapping.target, cycle_s=1e-15,
+                               latency_s={k: (1e-3 if k.startswith("synapse") else v)
+                                          for k, v in mapping.target.latency_s.items()})
+    slow_mapping = map_network(mapping.network, slow)
+    with pytest.raises(InputError, match="time.cycle_s"):
+        simulate(slow_mapping, np.repeat(images, 3000, axis=0))

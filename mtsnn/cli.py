@@ -368,6 +368,58 @@ def run_targets(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ----------------------------------------------------------------------------- sweep
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="digits", help="data set spec (digits, mnist:DIR, ...; default digits)")
+    parser.add_argument("--bits", default="8", help="weight bits to sweep, comma-separated (default 8)")
+    parser.add_argument("--smax", default="15", help="Smax values, comma-separated (default 15)")
+    parser.add_argument("--timesteps", default="2", help="time steps T, comma-separated (default 2)")
+    parser.add_argument("--target", default="loihi", help="targets, comma-separated (presets or TOML files)")
+    parser.add_argument("--static", default=None,
+                        help="static-power conventions to report, comma-separated (chip, used-cores, none; "
+                             "default: each target's own)")
+    parser.add_argument("--relax", action="append", choices=("axon-types",), default=[],
+                        help="relax a design rule on every target knowingly (see mtsnn-sim --relax)")
+    parser.add_argument("--epochs", type=int, default=5, help="QAT fine-tuning epochs per point (default 5)")
+    parser.add_argument("--baseline-epochs", type=int, default=10,
+                        help="epochs of the float baseline, trained once (default 10)")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="test samples validated and simulated per point (default all)")
+    parser.add_argument("--arch", default=None, help="architecture (default: the data set's)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every training run (default 0)")
+    parser.add_argument("--batch-size", type=int, default=32, help="training batch size (default 32)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
+    parser.add_argument("-o", "--out", required=True, help="the sweep's folder (resumes the sweep it holds)")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local process pool (default) or a Ray cluster (pip install 'mtsnn[ray]')")
+    parser.add_argument("--address", default=None, help="with --engine ray: the cluster's address (default: a local Ray)")
+    parser.add_argument("--workers", type=int, default=None, help="points run at once (default: CPUs, at most the points)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from mtsnn.sweep import SweepSpec, format_sweep_table, parse_grid
+    from mtsnn.sweep import run_sweep as sweep
+
+    spec = SweepSpec(dataset=args.dataset, bits=parse_grid(args.bits, "bits"), smax=parse_grid(args.smax, "smax"),
+                     timesteps=parse_grid(args.timesteps, "timesteps"), targets=parse_grid(args.target, "target", str),
+                     statics=parse_grid(args.static, "static", str) if args.static else None, epochs=args.epochs,
+                     baseline_epochs=args.baseline_epochs, samples=args.samples, seed=args.seed, arch=args.arch,
+                     batch_size=args.batch_size, lr=args.lr, relax=tuple(args.relax))
+    result = sweep(spec, args.out, engine=args.engine, workers=args.workers, address=args.address,
+                   progress=not args.no_progress, log=_say)
+    print(format_sweep_table(result.rows))
+    for name, path in result.files.items():
+        print(f"wrote {path}")
+    overhead = result.seconds - result.work_seconds
+    print(f"sweep: {len(result.points)} points in {result.seconds:.1f} s ({result.work_seconds:.1f} s of point work "
+          f"run now, over {args.workers or 'the default'} workers)")
+    del overhead
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------- entry points
 
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
@@ -377,6 +429,8 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "sim": ("simulate a core description on a neuromorphic target", add_sim_arguments, run_sim),
     "validate": ("prove every integer path agrees bit for bit", add_validate_arguments, run_validate),
     "targets": ("list the target presets, one line each", add_targets_arguments, run_targets),
+    "sweep": ("sweep bits x Smax x T x target: train, export, validate, simulate; table and Pareto plots",
+              add_sweep_arguments, run_sweep),
 }
 
 

@@ -13,6 +13,11 @@ docs/hardware_model.md section 5.
   with its layer; unused cores are hatched grey.
 - ``latency_breakdown.png``: the sample's latency split into compute, synchronisation and idle
   time, and each layer's busy time (its busiest core, summed over ticks).
+
+A sweep (``mtsnn.sweep``) adds ``pareto_energy.png`` and ``pareto_latency.png``: accuracy
+against energy (latency) per sample, one colour per target and static convention, every
+bit-exact point labelled with its bits / Smax / T, the Pareto front of each series drawn as a
+step line.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 from mtsnn.hw_model.fileio import atomic_write_bytes
 from mtsnn.hw_model.report import si
 
-__all__ = ["write_plots", "scaled_unit", "PLOT_NAMES"]
+__all__ = ["write_plots", "scaled_unit", "PLOT_NAMES", "sweep_pareto_plots"]
 
 PLOT_NAMES = ("energy_per_layer.png", "sops_per_layer.png", "core_utilisation_mesh.png", "latency_breakdown.png")
 _PREFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"),
@@ -175,5 +180,49 @@ def write_plots(report: dict, mapping, directory) -> list[Path]:
             written.append(_mesh_plot(plt, report, mapping, directory / name))
         else:
             written.append(draw(plt, report, directory / name))
+        plt.close("all")
+    return written
+
+
+def _pareto_plot(plt, rows: list, x: str, label: str, unit: str, path: Path, pareto_front, point_key) -> Path:
+    ok = [r for r in rows if r["status"] == "ok"]
+    factor, scaled = scaled_unit([r[x] for r in ok] or [0.0], unit)
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    series = sorted({(r["target"], r["static"]) for r in ok})
+    for i, (target, static) in enumerate(series):
+        group = [r for r in ok if r["target"] == target and r["static"] == static]
+        color = f"C{i % 10}"
+        ax.scatter([r[x] / factor for r in group], [100 * r["accuracy"] for r in group], color=color, alpha=0.6,
+                   label=f"{target} (static: {static})")
+        front = pareto_front(group, x)
+        ax.step([r[x] / factor for r in front], [100 * r["accuracy"] for r in front], where="post", color=color,
+                linewidth=1.5)
+        for r in front:
+            ax.annotate(point_key(r), (r[x] / factor, 100 * r["accuracy"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=7, color=color)
+    skipped = len(rows) - len(ok)
+    ax.set_xlabel(f"{label} per sample ({scaled})")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"Sweep: accuracy vs {label} (Pareto front as a step line, labelled bits-Smax-T)"
+                 + (f"; {skipped} refused or not bit-exact rows not shown" if skipped else ""), fontsize=9)
+    if series:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def sweep_pareto_plots(rows: list, directory, pareto_front, point_key) -> dict:
+    """Write ``pareto_energy.png`` and ``pareto_latency.png`` into ``directory``; ``pareto_front(rows,
+    x)`` and ``point_key(row)`` come from ``mtsnn.sweep``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory = Path(directory)
+    written = {}
+    for name, x, label, unit in (("pareto_energy", "energy_j", "energy", "J"),
+                                 ("pareto_latency", "latency_s", "latency", "s")):
+        written[name] = _pareto_plot(plt, rows, x, label, unit, directory / f"{name}.png", pareto_front, point_key)
         plt.close("all")
     return written

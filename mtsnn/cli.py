@@ -413,10 +413,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     print(format_sweep_table(result.rows))
     for name, path in result.files.items():
         print(f"wrote {path}")
-    overhead = result.seconds - result.work_seconds
-    print(f"sweep: {len(result.points)} points in {result.seconds:.1f} s ({result.work_seconds:.1f} s of point work "
-          f"run now, over {args.workers or 'the default'} workers)")
-    del overhead
+    print(f"sweep: {len(result.points)} points in {result.seconds:.1f} s: baseline {result.baseline_seconds:.1f} s, "
+          f"point work run now {result.work_seconds:.1f} s (summed over workers), overhead "
+          f"{result.overhead_seconds:.1f} s")
     return EXIT_OK
 
 

@@ -137,7 +137,14 @@ class SweepResult:
     points: list  # each point's result record
     seconds: float  # wall time of this call
     work_seconds: float  # the points' own time (training .. simulation), summed over points run now
+    baseline_seconds: float = 0.0  # training the float baseline (0 when reused)
     files: dict = field(default_factory=dict)
+
+    @property
+    def overhead_seconds(self) -> float:
+        """Wall time beyond the baseline and the points' own work (meaningful with one worker:
+        with several, the points overlap and this goes negative)."""
+        return self.seconds - self.baseline_seconds - self.work_seconds
 
     def front(self, target: str, x: str = "energy_j") -> list:
         return pareto_front([r for r in self.rows if r["target"] == target and r["status"] == "ok"], x)
@@ -330,9 +337,11 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, engine: str = "local",
     done = {point_key(p): r for p in points if (r := _finished(out, p)) is not None}
     todo = [p for p in points if point_key(p) not in done]
     workers = workers or max(1, min(len(todo), os.cpu_count() or 1))
-    work = 0.0
+    work = baseline_seconds = 0.0
     if todo:
+        started = time.perf_counter()
         baseline = _baseline(spec, out, log if progress else (lambda _: None))
+        baseline_seconds = time.perf_counter() - started
         tasks = [(spec.to_dict(), p, str(baseline), str(out / "points" / point_key(p))) for p in todo]
         stream = _ray_engine(tasks, workers, address) if engine == "ray" else _local_engine(tasks, workers)
         bar = None
@@ -356,7 +365,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, engine: str = "local",
     rows = [row for record in records for row in record["rows"]]
     files = _write_outputs(out, spec, rows, records)
     return SweepResult(out=out, rows=rows, points=records, seconds=time.perf_counter() - start, work_seconds=work,
-                       files=files)
+                       baseline_seconds=baseline_seconds, files=files)
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -413,9 +413,13 @@ def run_sweep(args: argparse.Namespace) -> int:
     print(format_sweep_table(result.rows))
     for name, path in result.files.items():
         print(f"wrote {path}")
-    print(f"sweep: {len(result.points)} points in {result.seconds:.1f} s: baseline {result.baseline_seconds:.1f} s, "
-          f"point work run now {result.work_seconds:.1f} s (summed over workers), overhead "
-          f"{result.overhead_seconds:.1f} s")
+    line = (f"sweep: {len(result.points)} points in {result.seconds:.1f} s: baseline {result.baseline_seconds:.1f} s, "
+            f"point work run now {result.work_seconds:.1f} s")
+    if result.overhead_seconds >= 0:  # one worker: the rest is the sweep's own overhead
+        line += f", overhead {result.overhead_seconds:.1f} s"
+    else:  # points overlapped on several workers
+        line += " summed over the workers, which ran them side by side"
+    print(line)
     return EXIT_OK
 
 

@@ -74,6 +74,8 @@ __all__ = [
     "tick_cycles_from",
     "simulate_batch",
     "simulate",
+    "simulate_shard",
+    "merge_results",
     "summarize",
 ]
 
@@ -780,6 +782,37 @@ def _simulate_stream(mapping: Mapping, images: np.ndarray, labels, batch_size: i
         tick_spikes=tick_spikes,
         window_events=window_events,
     )
+
+
+def merge_results(results: list) -> SimulationResult:
+    """One result from the results of consecutive shards of a data set (in order), as if they
+    had been simulated in one call: totals add up, per-sample arrays and logits concatenate."""
+    if not results:
+        raise ValueError("merge_results: expected at least one result")
+    first = results[0]
+
+    def added(name):
+        values = [getattr(r, name) for r in results]
+        if isinstance(values[0], dict):
+            return {key: sum(v[key] for v in values) for key in values[0]}
+        return sum(values[1:], values[0])
+
+    labels = None if first.labels is None else np.concatenate([r.labels for r in results])
+    return SimulationResult(
+        mapping=first.mapping, n_samples=sum(r.n_samples for r in results),
+        logits=np.concatenate([r.logits for r in results]), labels=labels,
+        saturations=added("saturations"), core_counts=added("core_counts"), core_energy_j=added("core_energy_j"),
+        core_cycles=added("core_cycles"), window_cycles=added("window_cycles"),
+        layer_busy_cycles=added("layer_busy_cycles"), link_load=added("link_load"), overruns=added("overruns"),
+        time_cycles=added("time_cycles"),
+        per_sample={key: np.concatenate([r.per_sample[key] for r in results]) for key in first.per_sample},
+        window_spikes=added("window_spikes"), tick_spikes=added("tick_spikes"), window_events=added("window_events"),
+    )
+
+
+def simulate_shard(mapping: Mapping, images: np.ndarray, labels, batch_size: int = 128) -> SimulationResult:
+    """``simulate`` on one shard of a data set, one thread (an engine task: ``mtsnn.engines``)."""
+    return simulate(mapping, images, labels, batch_size=batch_size, workers=1)
 
 
 def summarize(values: np.ndarray) -> dict:

@@ -105,7 +105,7 @@ def _init_state(path, config) -> dict:
 
 
 def _run_training(config, data, settings, out: Path, training_meta: dict, *, init_state=None, resume_from=None,
-                  progress: bool, log: Callable[[str], None]) -> TrainRun:
+                  progress: bool, log: Callable[[str], None], device=None, dist=None) -> TrainRun:
     """Train with a resumable checkpoint written atomically to ``out`` after every epoch."""
     import torch
 
@@ -128,7 +128,7 @@ def _run_training(config, data, settings, out: Path, training_meta: dict, *, ini
 
     resume_state, model_state = resume_from if resume_from else (None, None)
     result = train_model(config, data, settings, init_state, resume=resume_state, model_state=model_state,
-                         on_epoch=on_epoch)
+                         on_epoch=on_epoch, device=device, dist=dist)
     return TrainRun(checkpoint=out, test_accuracy=result.test_accuracy, accuracy_kind=kind,
                     test_samples=len(data.test), dataset=training_meta["dataset"], arch=config.arch,
                     epochs=settings.epochs, seconds=result.seconds, history=result.history)
@@ -137,6 +137,20 @@ def _run_training(config, data, settings, out: Path, training_meta: dict, *, ini
 def _recorded_settings(settings) -> dict:
     """The training settings a checkpoint records (and a resumed run reuses), all but ``progress``."""
     return {k: v for k, v in settings.to_dict().items() if k != "progress"}
+
+
+def _device(device):
+    """``--device``'s word as a torch.device (an ``InputError`` for CUDA asked for and absent)."""
+    from mtsnn.toolchain.device import resolve_device
+
+    return resolve_device(device)
+
+
+def _where(device, dist) -> str:
+    from mtsnn.toolchain.device import describe_device
+
+    where = describe_device(device)
+    return where if dist is None else f"{dist.world_size} processes ({dist.backend}), rank 0 on {where}"
 
 
 def _set_threads(threads: int | None) -> None:
@@ -150,30 +164,38 @@ def _set_threads(threads: int | None) -> None:
 
 
 def train(dataset: str | None = None, *, arch: str | None = None, timesteps: int = 2, smax: int = 15, bits: int = 8,
-          acc_bits: int | None = None, tau: float = 10.0, theta: float = 1.0, surrogate: int = 2, a: float = 1.0,
-          b: float = 20.0, loss: str = "ce", epochs: int | None = None, batch_size: int = 32, lr: float = 3e-3,
+          acc_bits: int | None = None, tau: float = 10.0, theta: float | None = None, surrogate: int = 2,
+          a: float = 1.0, b: float | None = None, loss: str = "ce", epochs: int | None = None, batch_size: int = 32, lr: float = 3e-3,
           augment: int = 1, seed: int = 0, init: str | os.PathLike | None = None, threads: int | None = None,
-          out: str | os.PathLike = "model.pt", progress: bool = True,
-          log: Callable[[str], None] = print) -> TrainRun:
+          device: str = "auto", out: str | os.PathLike = "model.pt", progress: bool = True,
+          log: Callable[[str], None] = print, dist=None) -> TrainRun:
     """Quantization-aware training of an MT-SNN; the checkpoint goes to ``out``.
 
     dataset: "digits" (default, embedded), "mnist:DIR", "fashion-mnist:DIR", "cifar10:DIR".
     arch: the paper's notation (default per data set, ``DEFAULT_ARCH``). timesteps T, smax
     (spike counts 0..Smax per step), bits (weight bits 2..16; 0 = float baseline), acc_bits
     (membrane accumulator, default ``default_acc_bits(bits)``), tau (membrane time constant in
-    steps, 0 = no leak), theta (float threshold), surrogate curve 1|2|3 with height a and
-    steepness b, loss "ce"|"mse", epochs (default 30 on digits, 15 otherwise), batch_size, lr
+    steps, 0 = no leak), theta (float threshold; default per Smax, ``default_theta``: 1/8 at
+    Smax 1, 1/4 at 2..7, 1/2 at 8..31), surrogate curve 1|2|3 with height a and steepness b
+    (default per Smax, ``default_surrogate_b``: min(20, 2 Smax**2)); a value given always wins, loss "ce"|"mse", epochs (default 30 on digits, 15 otherwise), batch_size, lr
     (peak of the one-cycle schedule), augment (random shift in pixels), seed, init (start from
-    this checkpoint's weights), threads (torch CPU threads; same seed and threads, same model).
-    A resumable checkpoint is written atomically after every epoch (``resume`` continues it).
+    this checkpoint's weights), threads (torch CPU threads; same seed and threads, same model),
+    device ("auto": CUDA when present, else the CPU; "cpu"; "cuda" or "cuda:N"; CUDA asked for
+    and absent is an ``InputError``). A resumable checkpoint is written atomically after every
+    epoch (``resume`` continues it). ``dist``: a ``mtsnn.toolchain.distributed.DistContext`` when
+    run by ``python -m mtsnn.train`` under torchrun (one process per rank; rank 0 writes the
+    checkpoint and the log lines).
     """
     from mtsnn.toolchain.datasets import dataset_name, load_dataset
-    from mtsnn.toolchain.model import ModelConfig
+    from mtsnn.toolchain.model import ModelConfig, default_surrogate_b, default_theta
     from mtsnn.toolchain.neuron import SurrogateConfig
     from mtsnn.toolchain.train import TrainSettings
 
+    theta = default_theta(smax) if theta is None else theta
+    b = default_surrogate_b(smax) if b is None else b
     out = check_output_file(out, "checkpoint")
     _set_threads(threads)
+    device = dist.device if dist is not None else _device(device)
     kind = _dataset_kind(dataset)
     data = load_dataset(dataset)
     arch = arch or DEFAULT_ARCH.get(kind, DEFAULT_ARCH["mnist"])
@@ -184,13 +206,17 @@ def train(dataset: str | None = None, *, arch: str | None = None, timesteps: int
     settings = TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, loss=loss, augment=augment,
                              progress=progress)
     init_state = _init_state(init, config) if init else None
+    progress = progress and (dist is None or dist.rank == 0)
     if progress:
-        log(f"training {arch} on {data.name} ({len(data.train)} train / {len(data.test)} test), T={config.timesteps} "
-            f"Smax={config.smax} bits={config.bits} acc_bits={config.acc_bits} surrogate={config.surrogate.curve} "
-            f"for {epochs} epochs")
+        log(f"training {arch} on {data.name} ({len(data.train)} train / {len(data.test)} test) on "
+            f"{_where(device, dist)}, T={config.timesteps} "
+            f"Smax={config.smax} bits={config.bits} acc_bits={config.acc_bits} theta={config.theta:g} "
+            f"surrogate={config.surrogate.curve} (a={config.surrogate.a:g}, b={config.surrogate.b:g}) for {epochs} epochs")
     meta = {"init": str(init) if init else None, "dataset": dataset_name(dataset), "threads": threads,
+            "device": str(device), "world_size": dist.world_size if dist is not None else 1,
             **_recorded_settings(settings)}
-    return _run_training(config, data, settings, out, meta, init_state=init_state, progress=progress, log=log)
+    return _run_training(config, data, settings, out, meta, init_state=init_state, progress=progress, log=log,
+                         device=device, dist=dist)
 
 
 # the defaults of ``train`` by name, for the command line's help (one place for every default)
@@ -199,7 +225,7 @@ TRAIN_DEFAULTS = {name: p.default for name, p in inspect.signature(train).parame
 
 
 def resume(checkpoint: str | os.PathLike, *, out: str | os.PathLike | None = None, threads: int | None = None,
-           progress: bool = True, log: Callable[[str], None] = print) -> TrainRun:
+           device: str = "auto", progress: bool = True, log: Callable[[str], None] = print) -> TrainRun:
     """Continue an interrupted ``train`` run from its last per-epoch checkpoint (written to
     ``out``, default: the same file). With the same thread count the result is bit-identical
     to a run that was never interrupted."""
@@ -217,6 +243,7 @@ def resume(checkpoint: str | os.PathLike, *, out: str | os.PathLike | None = Non
     if missing:
         raise CheckpointError(f"{ckpt.path}: training.{missing[0]}: expected the run's setting, found nothing")
     _set_threads(threads if threads is not None else training.get("threads"))
+    device = _device(device)
     model = model_from_payload(ckpt.path, ckpt.payload)
     settings = TrainSettings(**{key: training[key] for key in _recorded_settings(TrainSettings())}, progress=progress)
     data = load_matching_dataset(training.get("dataset"), model.config.input_shape, model.config.n_classes,
@@ -225,8 +252,9 @@ def resume(checkpoint: str | os.PathLike, *, out: str | os.PathLike | None = Non
     if progress:
         log(f"resuming {model.config.arch} on {data.name} after epoch {state.epoch}/{settings.epochs}")
     meta = {k: training.get(k) for k in ("init", "dataset", "threads", *_recorded_settings(settings))}
+    meta.update(device=str(device), world_size=1)
     return _run_training(model.config, data, settings, Path(out), meta, resume_from=(state, model.state_dict()),
-                         progress=progress, log=log)
+                         progress=progress, log=log, device=device)
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -251,15 +279,17 @@ class Evaluation:
                 "bits": self.bits, "notes": list(self.notes)}
 
 
-def evaluate(checkpoint: str | os.PathLike, *, dataset: str | None = None, samples: int | None = None) -> Evaluation:
+def evaluate(checkpoint: str | os.PathLike, *, dataset: str | None = None, samples: int | None = None,
+             device: str = "auto") -> Evaluation:
     """Test accuracy of ``checkpoint`` on ``dataset`` (default: its training data set), first
-    ``samples`` test images (default all)."""
+    ``samples`` test images (default all), computed on ``device`` (auto | cpu | cuda[:N])."""
     from mtsnn.toolchain.checkpoint import model_from_payload, read_checkpoint
     from mtsnn.toolchain.datasets import dataset_name, first_samples, load_matching_dataset
     from mtsnn.toolchain.train import evaluate_model
 
+    device = _device(device)
     ckpt = read_checkpoint(checkpoint)
-    model = model_from_payload(ckpt.path, ckpt.payload)
+    model = model_from_payload(ckpt.path, ckpt.payload).to(device)
     spec = dataset_name(dataset or ckpt.training.get("dataset"))
     data = load_matching_dataset(spec, model.config.input_shape, model.config.n_classes, str(ckpt.path))
     images, labels, note = first_samples(data.test, samples)
@@ -273,15 +303,19 @@ def evaluate(checkpoint: str | os.PathLike, *, dataset: str | None = None, sampl
 
 
 def export(checkpoint: str | os.PathLike, *, bits: int | None = None, out: str | os.PathLike | None = None,
-           dataset: str | None = None, samples: int | None = None, golden: int = 0):
+           dataset: str | None = None, samples: int | None = None, golden: int = 0, device: str = "auto"):
     """Export ``checkpoint`` to ONNX + core description (+ ``golden`` vectors) in ``out``.
 
     Returns an ``ExportResult`` (export id, files, integer accuracy, lints, warnings); see
-    ``mtsnn.export.pipeline.export_checkpoint`` for every argument.
+    ``mtsnn.export.pipeline.export_checkpoint`` for every argument. ``device``: where the QAT
+    model's own forward runs (the re-quantized export's comparison); the integer network is
+    built and run by the numpy reference on the CPU either way.
     """
     from mtsnn.export.pipeline import export_checkpoint
+    from mtsnn.toolchain.device import using_device
 
-    return export_checkpoint(checkpoint, bits=bits, out=out, dataset=dataset, samples=samples, golden=golden)
+    with using_device(_device(device)):
+        return export_checkpoint(checkpoint, bits=bits, out=out, dataset=dataset, samples=samples, golden=golden)
 
 
 # ----------------------------------------------------------------------------- simulate
@@ -344,10 +378,33 @@ def resolve_core(core: str | os.PathLike):
     return json_path, None
 
 
+def _sharded_simulation(mapping, images, labels, batch_size: int, engine: str, workers: int | None,
+                        address: str | None, on_shard):
+    """The samples cut into one contiguous shard per worker (several per worker beyond 4096
+    samples each), simulated as engine tasks and merged in order."""
+    import numpy as np
+
+    from mtsnn.engines import check_engine, run_tasks
+    from mtsnn.hw_model.simulator import merge_results, simulate_shard
+
+    check_engine(engine, workers, address)
+    workers = workers or max(1, min(len(images) // batch_size or 1, os.cpu_count() or 1))
+    n_shards = max(workers, -(-len(images) // 4096))
+    bounds = np.linspace(0, len(images), n_shards + 1).astype(int)
+    tasks = [(mapping, images[a:b], labels[a:b], batch_size) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    results = [None] * len(tasks)
+    for index, result in run_tasks(simulate_shard, tasks, engine=engine, workers=workers, address=address):
+        results[index] = result
+        if on_shard is not None:
+            on_shard(result.n_samples)
+    return merge_results(results)
+
+
 def simulate(core: str | os.PathLike, *, target: str | os.PathLike = "loihi", dataset: str | None = None,
              samples: int | None = None, batch_size: int = 128, static: str | None = None,
              objective: str = "cores", detailed_samples: int = 16, crosscheck_samples: int | None = None,
-             relax: tuple = (), progress: Callable[[int, int], None] | None = None) -> SimulationReport:
+             relax: tuple = (), engine: str | None = None, workers: int | None = None, address: str | None = None,
+             progress: Callable[[int, int], None] | None = None) -> SimulationReport:
     """Map the core description (an export folder, or a ``.core.json``) onto ``target`` (a preset
     name or a TOML file), run ``samples`` test images of ``dataset`` (default: the data set the
     export recorded) tick by tick and report SOPs, latency and energy per layer, core and total.
@@ -360,8 +417,11 @@ def simulate(core: str | os.PathLike, *, target: str | os.PathLike = "loihi", da
     model alone). ``crosscheck_samples``: also run that many samples
     in SANA-FE and compare tick by tick (``mtsnn.crosscheck``; binary networks only, checked
     before anything runs). ``relax``: design rules the user relaxes knowingly (``"axon-types"``:
-    price a network that breaks TrueNorth's axon-type rule; the report says so).
-    ``progress(done, total)`` is called with 0 before the first batch and after every batch."""
+    price a network that breaks TrueNorth's axon-type rule; the report says so). ``engine``
+    ("local" | "ray", ``mtsnn.engines``): shard the samples over ``workers`` processes or Ray
+    tasks (``address``: an existing Ray cluster) and merge the shards' results (the same counts
+    as one run; energies summed in another order, equal up to float rounding); None: in this process. ``progress(done, total)`` is called with 0 before the first
+    batch and after every batch (after every shard with an engine)."""
     from mtsnn.hw_model.coredesc import read_core
     from mtsnn.hw_model.mapper import mapping_from_placement
     from mtsnn.hw_model.report import build_report
@@ -412,8 +472,12 @@ def simulate(core: str | os.PathLike, *, target: str | os.PathLike = "loihi", da
 
     if progress is not None:
         progress(0, total)
-    result = run_simulation(mapping, images, labels, batch_size=batch_size,
-                            progress=on_batch if progress is not None else None)
+    if engine is None:
+        result = run_simulation(mapping, images, labels, batch_size=batch_size,
+                                progress=on_batch if progress is not None else None)
+    else:
+        result = _sharded_simulation(mapping, images, labels, batch_size, engine, workers, address,
+                                     on_batch if progress is not None else None)
     from mtsnn.hw_model.noc import detailed_tick_cycles
 
     detailed = detailed_tick_cycles(mapping, images[:detailed_samples]) if detailed_samples else None
@@ -436,16 +500,19 @@ def simulate(core: str | os.PathLike, *, target: str | os.PathLike = "loihi", da
 
 def validate(checkpoint: str | os.PathLike, export_dir: str | os.PathLike, *, dataset: str | None = None,
              samples: int | None = None, target: str | os.PathLike = "loihi", simulate: bool = True,
-             progress: Callable[[str], None] | None = None):
+             progress: Callable[[str], None] | None = None, device: str = "auto"):
     """Prove that the QAT forward, the integer reference, onnxruntime and (``simulate``) the
     simulator on ``target`` agree bit for bit; returns a ``ValidationReport`` (``bit_exact``,
     per-path accuracy, the first divergence of each differing path). Refuses a checkpoint and
     an export that do not belong together (``ExportError``); a requested simulator path that
-    cannot run raises ``CheckUnavailable``."""
+    cannot run raises ``CheckUnavailable``. ``device``: where the QAT path's integer forward runs
+    (auto | cpu | cuda[:N]); its results are compared on the CPU with the others."""
     from mtsnn.export.validate import validate_export
+    from mtsnn.toolchain.device import using_device
 
     from mtsnn.hw_model.target import Target
 
     target = target if isinstance(target, Target) else os.fspath(target)  # a Target: loaded (and relaxed) already
-    return validate_export(checkpoint, export_dir, dataset=dataset, samples=samples, target=target,
-                           simulate=simulate, progress=progress)
+    with using_device(_device(device)):
+        return validate_export(checkpoint, export_dir, dataset=dataset, samples=samples, target=target,
+                               simulate=simulate, progress=progress)

@@ -92,10 +92,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add("--acc-bits", type=int, default=keep, help="membrane accumulator bits, 8..32 (default max(20, bits + 12))")
     add("--tau", type=float, default=keep,
         help=f"membrane time constant in steps (default {d['tau']:g}: delta = 410); 0 = no leak")
-    add("--theta", type=float, default=keep, help=f"float threshold (default {d['theta']:g}; theta_int = theta * 2**f)")
+    add("--theta", type=float, default=keep, help="float threshold (default per Smax: 1/8 at Smax 1, 1/4 at 2..7, "
+        "1/2 at 8..31, docs/training.md; theta_int = theta * 2**f)")
     add("--surrogate", type=int, choices=(1, 2, 3), default=keep, help=f"surrogate curve (default {d['surrogate']})")
     add("--a", type=float, default=keep, help=f"surrogate height a (default {d['a']:g})")
-    add("--b", type=float, default=keep, help=f"surrogate steepness b (default {d['b']:g})")
+    add("--b", type=float, default=keep, help="surrogate steepness b (default per Smax: min(20, 2 * Smax**2))")
     add("--loss", choices=("ce", "mse"), default=keep, help="cross-entropy on the logits (default) or MSE (paper)")
     add("--epochs", type=int, default=keep, help="epochs (default 30 on digits, 15 otherwise)")
     add("--batch-size", type=int, default=keep, help=f"batch size (default {d['batch_size']})")
@@ -108,12 +109,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add("--resume", default=None, metavar="CHECKPOINT", help="continue the interrupted run saved in CHECKPOINT "
         "(a checkpoint is written after every epoch); takes no other training option")
     add("--threads", type=int, default=keep, help="torch CPU threads (default: torch's choice)")
+    _add_device_argument(parser, keep)
     add("--no-progress", action="store_true", help="no progress bars or epoch lines")
     add("-o", "--output", dest="out", default=keep, help=f"checkpoint path (default {d['out']}; with --resume: the "
         "resumed file)")
 
 
-_RESUME_KEEPS = {"threads", "out", "no_progress", "resume", "command"}
+_RESUME_KEEPS = {"threads", "device", "out", "no_progress", "resume", "command"}
+
+
+def _add_device_argument(parser: argparse.ArgumentParser, default="auto") -> None:
+    parser.add_argument("--device", default=default, metavar="auto|cpu|cuda[:N]",
+                        help="where the model runs: auto (default: CUDA when present, else the CPU), cpu, cuda or "
+                             "cuda:N; CUDA asked for and absent is an error (exit 2)")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -129,7 +137,7 @@ def run_train(args: argparse.Namespace) -> int:
         target = args.out if hasattr(args, "out") else args.resume
         try:
             run = api.resume(args.resume, out=getattr(args, "out", None), threads=getattr(args, "threads", None),
-                             progress=progress)
+                             device=getattr(args, "device", "auto"), progress=progress)
         except KeyboardInterrupt:
             _interrupted_hint(target)
             raise
@@ -161,13 +169,14 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="checkpoint written by mtsnn-train")
     parser.add_argument("--dataset", default=None, help="data set (default: the one the model was trained on)")
     parser.add_argument("--samples", type=int, default=None, help="evaluate the first N test samples (default: all)")
+    _add_device_argument(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from mtsnn import api
 
-    result = api.evaluate(args.model, dataset=args.dataset, samples=args.samples)
+    result = api.evaluate(args.model, dataset=args.dataset, samples=args.samples, device=args.device)
     _notes(result.notes)
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -191,6 +200,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=None, help="evaluate on the first N test samples (default all)")
     parser.add_argument("--golden", type=int, default=0, metavar="N",
                         help="also write N golden vectors (inputs, per-layer spikes, logits) to MODEL.golden.npz")
+    _add_device_argument(parser)
 
 
 def _lint_table(lints) -> str:
@@ -208,7 +218,7 @@ def run_export(args: argparse.Namespace) -> int:
     from mtsnn import api
 
     result = api.export(args.model, bits=args.bits, out=args.output, dataset=args.dataset, samples=args.samples,
-                        golden=args.golden)
+                        golden=args.golden, device=args.device)
     _notes(result.notes)
     for warning in result.warnings:
         _say(f"warning: {one_line(warning)}")
@@ -253,6 +263,11 @@ def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--relax", action="append", choices=("axon-types",), default=[],
                         help="relax a design rule knowingly (axon-types: price a network that breaks TrueNorth's "
                              "4-axon-type weight rule as if every synapse had its own weight); the report says so")
+    parser.add_argument("--engine", choices=("local", "ray"), default=None,
+                        help="shard the samples over processes (local) or Ray tasks (ray) and merge the results "
+                             "(the counts of one run; default: this process)")
+    parser.add_argument("--workers", type=int, default=None, help="with --engine: shards run at once (default: CPUs)")
+    parser.add_argument("--address", default=None, help="with --engine ray: an existing cluster's address")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -287,7 +302,8 @@ def run_sim(args: argparse.Namespace) -> int:
                            batch_size=args.batch_size, static=args.static, objective=args.objective,
                            detailed_samples=args.detailed_samples,
                            crosscheck_samples=args.crosscheck_samples if args.crosscheck else None,
-                           relax=tuple(args.relax), progress=None if args.no_progress else progress)
+                           relax=tuple(args.relax), engine=args.engine, workers=args.workers,
+                           address=args.address, progress=None if args.no_progress else progress)
     finally:
         for bar in bars:
             bar.close()
@@ -325,6 +341,7 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-sim", action="store_true", help="skip the simulator path")
     parser.add_argument("--relax", action="append", choices=("axon-types",), default=[],
                         help="relax a design rule of the simulator's target knowingly (see mtsnn-sim --relax)")
+    _add_device_argument(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -335,7 +352,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
     target = load_target(args.target, tuple(args.relax)) if args.relax else args.target
     report = api.validate(args.model, args.dir, dataset=args.dataset, samples=args.samples, target=target,
-                          simulate=not args.no_sim, progress=None if args.json else _say)
+                          simulate=not args.no_sim, progress=None if args.json else _say, device=args.device)
     _notes(report.notes)
     if args.json:
         print(json.dumps(report.to_dict()))

@@ -33,18 +33,17 @@ import itertools
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from mtsnn.engines import ENGINES, check_engine, run_tasks
 from mtsnn.hw_model.errors import InputError, one_line
 from mtsnn.hw_model.fileio import atomic_write_bytes
 
 __all__ = ["ENGINES", "SweepSpec", "SweepResult", "parse_grid", "run_point", "run_sweep", "pareto_front",
            "SPEC_FILE", "TABLE_COLUMNS"]
 
-ENGINES = ("local", "ray")
 SPEC_FILE = "sweep.spec.json"
 SPEC_FORMAT = "mtsnn-sweep"
 SPEC_VERSION = 1
@@ -273,43 +272,16 @@ def _save_point(out: Path, record: dict) -> None:
     atomic_write_bytes(path, (json.dumps(record, indent=2, allow_nan=False) + "\n").encode("utf-8"))
 
 
-def _local_engine(tasks: list, workers: int):
-    """(point record) as each finishes, on a process pool of ``workers`` (in-process for one)."""
-    if workers == 1:  # in this process: keep the caller's torch threads as they were
-        import torch
+def _in_this_process(tasks: list):
+    """The points one after the other in this process, the caller's torch threads kept."""
+    import torch
 
-        threads = torch.get_num_threads()
-        try:
-            for args in tasks:
-                yield run_point(*args)
-        finally:
-            torch.set_num_threads(threads)
-        return
-    import multiprocessing
-
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for future in as_completed([pool.submit(run_point, *args) for args in tasks]):
-            yield future.result()
-
-
-def _ray_engine(tasks: list, workers: int, address: str | None):
+    threads = torch.get_num_threads()
     try:
-        import ray
-    except ImportError:
-        raise InputError("--engine ray: expected the ray package (pip install 'mtsnn[ray]'), found none") from None
-    started = not ray.is_initialized()
-    if started:
-        options = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
-        ray.init(**options, log_to_driver=False, logging_level="ERROR")
-    try:
-        remote = ray.remote(num_cpus=1)(run_point)
-        pending = [remote.remote(*args) for args in tasks]
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(done[0])
+        for args in tasks:
+            yield run_point(*args)
     finally:
-        if started:
-            ray.shutdown()
+        torch.set_num_threads(threads)
 
 
 def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, engine: str = "local", workers: int | None = None,
@@ -318,12 +290,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, engine: str = "local",
     from mtsnn.hw_model.target import load_target
 
     start = time.perf_counter()
-    if engine not in ENGINES:
-        raise InputError(f"--engine: expected one of {', '.join(ENGINES)}, found {engine!r}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise InputError(f"--workers: expected an integer >= 1, found {workers!r}")
-    if address is not None and engine != "ray":
-        raise InputError("--address: expected only with --engine ray")
+    check_engine(engine, workers, address)
     for name in spec.targets:
         load_target(name, spec.relax)  # an unknown target or a bad file: refused before any work
     from mtsnn.toolchain.datasets import load_dataset
@@ -343,7 +310,8 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, *, engine: str = "local",
         baseline = _baseline(spec, out, log if progress else (lambda _: None))
         baseline_seconds = time.perf_counter() - started
         tasks = [(spec.to_dict(), p, str(baseline), str(out / "points" / point_key(p))) for p in todo]
-        stream = _ray_engine(tasks, workers, address) if engine == "ray" else _local_engine(tasks, workers)
+        stream = _in_this_process(tasks) if engine == "local" and workers == 1 else (
+            record for _, record in run_tasks(run_point, tasks, engine=engine, workers=workers, address=address))
         bar = None
         if progress:
             from tqdm import tqdm

@@ -100,3 +100,36 @@ def test_a_folder_holding_another_sweep_is_refused(local_sweep, tmp_path, capsys
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     assert main(["sweep", "-o", str(tmp_path / "busy"), "--no-progress"]) == 2
     assert "expected a new or empty folder" in capsys.readouterr().err
+
+
+def test_simulation_shards_merge_into_the_same_report(local_sweep):
+    """mtsnn-sim over an engine: the samples in shards, merged, give the report of one run."""
+    pytest.importorskip("ray")
+    import mtsnn
+
+    export = local_sweep.out / "points" / "b8-s1-t1" / "export"
+    one = mtsnn.simulate(export, target="loihi", samples=200, detailed_samples=0)
+    for engine, workers in (("local", 2), ("ray", 2)):
+        sharded = mtsnn.simulate(export, target="loihi", samples=200, detailed_samples=0, engine=engine,
+                                 workers=workers)
+        for key in ("total", "layers", "stats", "cores", "input"):  # counts exact, energies up to float rounding
+            _same(sharded.report[key], one.report[key], f"{engine}: {key}")
+        assert (sharded.result.logits == one.result.logits).all()
+        assert sharded.result.core_counts.keys() == one.result.core_counts.keys()
+        for kind, counts in one.result.core_counts.items():
+            assert (sharded.result.core_counts[kind] == counts).all(), kind
+
+
+def _same(a, b, where):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-12, abs=1e-30), where
+    else:
+        assert a == b, where

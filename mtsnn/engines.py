@@ -1,0 +1,79 @@
+"""Where independent tasks run: a local process pool (the default) or a Ray cluster.
+
+``run_tasks(fn, tasks, engine=..., workers=..., address=...)`` calls ``fn(*args)`` for every
+``args`` in ``tasks`` and yields ``(index, result)`` as each finishes. ``fn`` must be a
+module-level function whose arguments and result pickle (a process pool and Ray both ship them).
+``mtsnn sweep`` runs its points this way, ``mtsnn-sim --engine`` its data-set shards.
+
+- ``local``: ``workers`` processes (spawned, so torch and BLAS start clean); one worker runs the
+  tasks in this process, one after the other.
+- ``ray`` (``pip install 'mtsnn[ray]'``): Ray tasks of one CPU each, on a Ray started here for
+  the call (``workers`` CPUs) or on an existing cluster (``address``, e.g. ``ray://host:10001``
+  or ``auto`` on a cluster node). A Ray already initialised by the caller is used as it is.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Callable, Iterator
+
+from mtsnn.hw_model.errors import InputError
+
+__all__ = ["ENGINES", "check_engine", "run_tasks"]
+
+ENGINES = ("local", "ray")
+
+
+def check_engine(engine: str, workers: int | None, address: str | None) -> None:
+    """One line for a bad engine, worker count or address (exit 2 on the command line)."""
+    if engine not in ENGINES:
+        raise InputError(f"--engine: expected one of {', '.join(ENGINES)}, found {engine!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise InputError(f"--workers: expected an integer >= 1, found {workers!r}")
+    if address is not None and engine != "ray":
+        raise InputError("--address: expected only with --engine ray")
+
+
+def run_tasks(fn: Callable, tasks: list, *, engine: str = "local", workers: int | None = None,
+              address: str | None = None) -> Iterator[tuple[int, object]]:
+    """``(index, fn(*tasks[index]))`` for every task, as each finishes."""
+    check_engine(engine, workers, address)
+    workers = workers or max(1, min(len(tasks), os.cpu_count() or 1))
+    if engine == "ray":
+        yield from _ray(fn, tasks, workers, address)
+    else:
+        yield from _local(fn, tasks, workers)
+
+
+def _local(fn: Callable, tasks: list, workers: int):
+    if workers == 1 or len(tasks) <= 1:
+        for index, args in enumerate(tasks):
+            yield index, fn(*args)
+        return
+    import multiprocessing
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(fn, *args): index for index, args in enumerate(tasks)}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def _ray(fn: Callable, tasks: list, workers: int, address: str | None):
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--engine ray: expected the ray package (pip install 'mtsnn[ray]'), found none") from None
+    started = not ray.is_initialized()
+    if started:
+        options = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
+        ray.init(**options, log_to_driver=False, logging_level="ERROR")
+    try:
+        remote = ray.remote(num_cpus=1)(fn)
+        pending = {remote.remote(*args): index for index, args in enumerate(tasks)}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            yield pending.pop(done[0]), ray.get(done[0])
+    finally:
+        if started:
+            ray.shutdown()

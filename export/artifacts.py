@@ -85,6 +85,11 @@ class ExportPaths:
         return cls(Path(folder) if folder else checkpoint.parent, checkpoint.stem)
 
 
+def _error(text: str) -> ExportError:
+    """An ExportError of one printable line (paths and names from files may hold anything)."""
+    return ExportError(one_line(text, 1000))
+
+
 def export_id_for(checkpoint_sha256: str, parameters: dict) -> str:
     """A 32-hex-digit id that names one export: the checkpoint's digest plus the parameters."""
     text = json.dumps({"checkpoint_sha256": checkpoint_sha256, "parameters": parameters}, sort_keys=True)
@@ -149,17 +154,17 @@ def read_manifest(path: str | os.PathLike) -> ExportManifest:
     """Read and check an export manifest's structure (not yet the files: ``verify_export``)."""
     path = Path(path)
     if not path.is_file():
-        raise ExportError(f"{path}: not found: expected the manifest written last by mtsnn-export")
+        raise _error(f"{path}: not found: expected the manifest written last by mtsnn-export")
     try:
         if path.stat().st_size > MAX_MANIFEST_BYTES:
-            raise ExportError(f"{path}: size: expected at most {MAX_MANIFEST_BYTES} bytes, found {path.stat().st_size}")
+            raise _error(f"{path}: size: expected at most {MAX_MANIFEST_BYTES} bytes, found {path.stat().st_size}")
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ExportError(f"{path}: expected a JSON export manifest, found unreadable content "
+        raise _error(f"{path}: expected a JSON export manifest, found unreadable content "
                           f"({one_line(exc, 120)})") from None
 
     def fail(field: str, expected: str, found) -> ExportError:
-        return ExportError(f"{path}: {field}: expected {expected}, found {one_line(repr(found), 80)}")
+        return _error(f"{path}: {field}: expected {expected}, found {one_line(repr(found), 80)}")
 
     if not isinstance(document, dict):
         raise fail("(document)", "a JSON object", type(document).__name__)
@@ -179,8 +184,20 @@ def read_manifest(path: str | os.PathLike) -> ExportManifest:
     for name, digest in files.items():
         if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
             raise fail("files", "plain file names in the manifest's folder", name)
+        try:
+            too_long = len(os.fsencode(name)) > 255
+        except (UnicodeError, ValueError):  # a lone surrogate from a \ud800 escape, or a NUL
+            raise fail("files", "file names the file system can hold", name) from None
+        if too_long or "\x00" in name:
+            raise fail("files", "file names the file system can hold (at most 255 bytes)", name)
         if not _is_hex(digest, 64):
             raise fail(f"files.{name}", "64 hex digits", digest)
+    if not path.name.endswith(MANIFEST_SUFFIX):
+        raise fail("(file name)", f"STEM{MANIFEST_SUFFIX}", path.name)
+    stem = path.name[: -len(MANIFEST_SUFFIX)]
+    for required in (f"{stem}.onnx", f"{stem}.core.json", f"{stem}.core.npz"):  # what every reader uses
+        if required not in files:
+            raise fail("files", f"the digest of {required} (every export writes it)", sorted(files)[:4])
     return ExportManifest(path=path, export_id=document["export_id"], checkpoint_sha256=document["checkpoint_sha256"],
                           files=dict(files), document=document)
 
@@ -189,14 +206,18 @@ def verify_export(manifest: ExportManifest) -> None:
     """Every file the manifest lists exists and has the recorded SHA-256."""
     for name, digest in manifest.files.items():
         path = manifest.path.parent / name
-        if not path.is_file():
-            raise ExportError(f"{path}: not found: expected the file listed in {manifest.path.name} "
-                              f"(export {manifest.export_id[:12]})")
-        found = sha256_file(path)
+        try:
+            found = sha256_file(path) if path.is_file() else None
+        except OSError as exc:  # e.g. no permission, or it vanished between the two calls
+            raise _error(f"{path}: cannot read the file listed in {manifest.path.name}: "
+                         f"{exc.strerror or type(exc).__name__}") from None
+        if found is None:
+            raise _error(f"{path}: not found: expected the file listed in {manifest.path.name} "
+                         f"(export {manifest.export_id[:12]})")
         if found != digest:
-            raise ExportError(f"{path}: sha256: expected {digest[:16]}... (recorded in {manifest.path.name}), "
-                              f"found {found[:16]}...: the file was modified after the export or comes from "
-                              "another export (incomplete or concurrent write)")
+            raise _error(f"{path}: sha256: expected {digest[:16]}... (recorded in {manifest.path.name}), "
+                         f"found {found[:16]}...: the file was modified after the export or comes from "
+                         "another export (incomplete or concurrent write)")
 
 
 def manifest_beside_core(core_json: Path) -> Path:
@@ -218,7 +239,7 @@ def find_export(folder: str | os.PathLike, *, stem: str | None = None,
     folder = Path(folder)
     if not folder.is_dir():
         what = "a file" if folder.exists() else "nothing"
-        raise ExportError(f"{folder}: export folder: expected the output folder of mtsnn-export, found {what}")
+        raise _error(f"{folder}: export folder: expected the output folder of mtsnn-export, found {what}")
     if stem is not None and ExportPaths(folder, stem).manifest.is_file():
         manifest = read_manifest(ExportPaths(folder, stem).manifest)
     else:
@@ -236,7 +257,7 @@ def find_export(folder: str | os.PathLike, *, stem: str | None = None,
         if len(candidates) != 1:
             found = ", ".join(p.name for p in _manifests_in(folder)[:5]) or "no export manifest"
             qualifier = " made from this checkpoint" if checkpoint_sha256 else ""
-            raise ExportError(f"{folder}: export: expected {wanted} (an export{qualifier}), found "
+            raise _error(f"{folder}: export: expected {wanted} (an export{qualifier}), found "
                               f"{len(candidates)} matching ({one_line(found, 200)})")
         manifest = read_manifest(candidates[0])
     verify_export(manifest)

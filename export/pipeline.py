@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mtsnn.hw_model.coredesc import write_core
+from mtsnn.hw_model.errors import one_line
 from mtsnn.hw_model.fileio import atomic_write_bytes, check_output_dir
 from mtsnn.hw_model.reference import run_reference
 from mtsnn.toolchain.checkpoint import model_from_payload, read_checkpoint
@@ -113,6 +114,12 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, bits: int | None = None,
     if isinstance(trained_bits, bool) or not isinstance(trained_bits, int):
         raise ExportError(f"{ckpt.path}: config.bits: expected an integer, found {trained_bits!r}")
     bits = _check_arguments(trained_bits, bits, golden, ckpt.path)
+    recorded_accuracy = ckpt.training.get("test_accuracy")  # copied into the provenance of the export
+    if recorded_accuracy is not None and not (isinstance(recorded_accuracy, (int, float))
+                                              and not isinstance(recorded_accuracy, bool)
+                                              and 0 <= recorded_accuracy <= 1):
+        raise ExportError(f"{ckpt.path}: training.test_accuracy: expected a fraction 0..1 or nothing, found "
+                          f"{one_line(repr(recorded_accuracy), 80)}")
     paths = ExportPaths.for_checkpoint(ckpt.path, out)
     check_output_dir(paths.folder, "export folder")
 
@@ -126,7 +133,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, bits: int | None = None,
 
     net = to_integer_network(model, provenance={
         "trained_bits": trained_bits, "export_bits": bits, "requantized": bits != trained_bits,
-        "dataset": spec, "training_test_accuracy": ckpt.training.get("test_accuracy"),
+        "dataset": spec, "training_test_accuracy": recorded_accuracy,
         "export_id": export_id, "checkpoint_sha256": ckpt.sha256,
     })
     result = run_reference(net, images)

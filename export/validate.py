@@ -86,14 +86,16 @@ def _first_difference(reference: np.ndarray, other: np.ndarray, sample_axis: int
 
 def first_divergence(reference: PathRun, other: PathRun, layer_order: list) -> Divergence | None:
     for layer in layer_order:
-        ref, oth = reference.spikes[layer], other.spikes[layer]
-        if ref.shape != oth.shape:
+        ref, oth = reference.spikes[layer], other.spikes.get(layer)
+        if oth is None or ref.shape != oth.shape:  # a path that lacks the layer, or another shape
             return Divergence(other.name, 0, layer, None, (), -1, -1)
         found = _first_difference(ref, oth, sample_axis=1)
         if found:
             sample, (t, *neuron) = found
             return Divergence(other.name, sample, layer, t, tuple(neuron),
                               int(ref[(t, sample, *neuron)]), int(oth[(t, sample, *neuron)]))
+    if np.shape(reference.logits) != np.shape(other.logits):
+        return Divergence(other.name, 0, "logits", None, (), -1, -1)
     found = _first_difference(reference.logits, other.logits, sample_axis=0)
     if found:
         sample, neuron = found
@@ -103,10 +105,12 @@ def first_divergence(reference: PathRun, other: PathRun, layer_order: list) -> D
 
 
 def _mismatched_samples(reference: PathRun, other: PathRun, layer_order: list) -> np.ndarray:
+    if np.shape(reference.logits) != np.shape(other.logits):
+        return np.ones(len(reference.logits), dtype=bool)
     bad = (np.asarray(reference.logits) != np.asarray(other.logits)).reshape(len(reference.logits), -1).any(axis=1)
     for layer in layer_order:
-        ref, oth = reference.spikes[layer], other.spikes[layer]
-        if ref.shape != oth.shape:
+        ref, oth = reference.spikes[layer], other.spikes.get(layer)
+        if oth is None or ref.shape != oth.shape:
             return np.ones(len(reference.logits), dtype=bool)
         diff = (ref != oth)
         bad |= np.moveaxis(diff, 1, 0).reshape(diff.shape[1], -1).any(axis=1)
@@ -122,7 +126,8 @@ def compare_paths(reference: PathRun, others: list, labels: np.ndarray, layer_or
         divergence = first_divergence(reference, other, layer_order)
         if divergence is not None:
             divergences.append(divergence)
-    accuracy = {run.name: float((np.argmax(run.logits, axis=1) == labels).mean()) if len(labels) else float("nan")
+    accuracy = {run.name: float((np.argmax(run.logits, axis=1) == labels).mean())
+                if len(labels) and np.shape(run.logits)[:1] == np.shape(labels) else float("nan")
                 for run in [reference, *others]}
     return ValidationReport(samples=len(reference.logits), paths=[reference.name] + [o.name for o in others],
                             mismatched_samples=mismatched, accuracy=accuracy, divergences=divergences)
@@ -208,6 +213,7 @@ def validate_export(checkpoint, folder, *, dataset: str | None = None, samples: 
     ``report.bit_exact`` is the verdict; ``report.notes`` holds anything the caller should print.
     """
     from mtsnn.hw_model.coredesc import read_core
+    from mtsnn.hw_model.errors import MtsnnError, one_line
     from mtsnn.hw_model.reference import run_reference
     from mtsnn.toolchain.checkpoint import model_from_payload, read_checkpoint
     from mtsnn.toolchain.datasets import dataset_name, first_samples, load_matching_dataset
@@ -227,10 +233,16 @@ def validate_export(checkpoint, folder, *, dataset: str | None = None, samples: 
     recorded = {key: core.network.provenance.get(key) for key in ("export_id", "checkpoint_sha256")}
     if recorded != {"export_id": manifest.export_id, "checkpoint_sha256": manifest.checkpoint_sha256}:
         raise ExportError(f"{paths.core_json}: provenance.export_id: expected {manifest.export_id} (from "
-                          f"{manifest.path.name}), found {recorded['export_id']!r}")
-    onnx_id = {p.key: p.value for p in load_onnx(paths.onnx).metadata_props}.get("export_id")
+                          f"{manifest.path.name}), found {one_line(repr(recorded['export_id']), 80)}")
+    try:  # an untrusted file: the protobuf parser raises several types on garbage
+        onnx_model = load_onnx(paths.onnx)
+        onnx_id = {p.key: p.value for p in onnx_model.metadata_props}.get("export_id")
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"{paths.onnx}: expected an ONNX model written by mtsnn-export, found unreadable content "
+                          f"({one_line(exc, 120)})") from None
     if onnx_id != manifest.export_id:
-        raise ExportError(f"{paths.onnx}: metadata export_id: expected {manifest.export_id}, found {onnx_id!r}")
+        raise ExportError(f"{paths.onnx}: metadata export_id: expected {manifest.export_id}, "
+                          f"found {one_line(repr(onnx_id), 80)}")
     bits = core.network.provenance.get("export_bits")
     model = model_from_payload(ckpt.path, ckpt.payload, bits=bits if isinstance(bits, int) else None)
     _check_same_network(model, core.network, ckpt.path, paths.core_json)
@@ -250,7 +262,13 @@ def validate_export(checkpoint, folder, *, dataset: str | None = None, samples: 
     say("  reference done")
     others.append(_qat_run(model, images))
     say("  qat done")
-    onnx_logits, onnx_spikes = run_onnx(paths.onnx, images, spikes=True)
+    try:
+        onnx_logits, onnx_spikes = run_onnx(onnx_model, images, spikes=True)
+    except MtsnnError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - onnx/onnxruntime refusing a graph that is not mtsnn's
+        raise ExportError(f"{paths.onnx}: expected an ONNX model onnxruntime can run on {images.shape[1:]} images, "
+                          f"found one it cannot ({one_line(exc, 160)})") from None
     others.append(PathRun("onnxruntime", onnx_logits, onnx_spikes))
     say("  onnxruntime done")
     if simulate:

@@ -430,6 +430,9 @@ def _check_tree(reader: _Reader, document: Any) -> None:
             raise reader.fail("(document)", "finite numbers only (no NaN or Infinity)", node)
         elif isinstance(node, int) and not isinstance(node, bool) and abs(node) >= 10**MAX_INT_DIGITS:
             raise reader.fail("(document)", f"integers of at most {MAX_INT_DIGITS} digits", "a longer integer")
+        elif node is not None and not isinstance(node, (str, int, float)):  # what the writer cannot store
+            raise reader.fail("(document)", "JSON values (objects, arrays, strings, numbers, true, false, null)",
+                              f"a {type(node).__name__}")
 
 
 def _read_regular_file(path: Path, limit: int, what: str) -> bytes:

@@ -439,6 +439,9 @@ def load_target(spec: str | os.PathLike | Target, relax=()) -> Target:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise TargetError(f"{path}: <document>: expected valid TOML, found a syntax error ({one_line(exc)})") from None
+    except ValueError as exc:  # e.g. an integer literal beyond Python's 4300-digit conversion limit
+        raise TargetError(f"{path}: <document>: expected TOML with numbers of sensible size, found "
+                          f"{one_line(exc, 120)}") from None
     except (OSError, UnicodeDecodeError, RecursionError) as exc:
         raise TargetError(f"{path}: <document>: expected a readable UTF-8 TOML file, found "
                           f"{one_line(getattr(exc, 'strerror', None) or exc, 120)}") from None

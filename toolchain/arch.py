@@ -13,6 +13,8 @@ Convolutions and pooling must come before the first fully connected layer.
 
 from __future__ import annotations
 
+import math
+
 import re
 from dataclasses import dataclass
 from typing import Union
@@ -108,8 +110,30 @@ def format_arch(specs) -> str:
     return "-".join(str(spec) for spec in specs)
 
 
+MAX_NEURONS_PER_LAYER = 1 << 21  # 2,097,152: 20x the paper's largest layer (96 x 32 x 32 on CIFAR-10)
+MAX_WEIGHTS_PER_LAYER = 1 << 28  # 268 M weights (1 GiB in float32)
+
+
+def _size_problem(spec: LayerSpec, in_shape: tuple, out: tuple) -> str | None:
+    """Why a layer is too large to build (its neurons or weights), or None: checked before
+    anything is allocated, so an architecture string cannot ask for tens of gigabytes."""
+    neurons = math.prod(out)
+    if neurons > MAX_NEURONS_PER_LAYER:
+        return f"{neurons} neurons > {MAX_NEURONS_PER_LAYER}, the most one layer may have"
+    if isinstance(spec, ConvSpec):
+        weights = spec.channels * in_shape[0] * spec.kernel * spec.kernel
+    elif isinstance(spec, DenseSpec):
+        weights = spec.units * math.prod(in_shape)
+    else:
+        weights = 0
+    if weights > MAX_WEIGHTS_PER_LAYER:
+        return f"{weights} weights > {MAX_WEIGHTS_PER_LAYER}, the most one layer may have"
+    return None
+
+
 def layer_shapes(arch: str, input_shape: tuple, n_classes: int) -> list[tuple[LayerSpec, tuple, tuple]]:
-    """[(spec, in_shape, out_shape)] for every layer including the readout; checks that each fits."""
+    """[(spec, in_shape, out_shape)] for every layer including the readout; checks that each
+    fits its input and stays within ``MAX_NEURONS_PER_LAYER`` / ``MAX_WEIGHTS_PER_LAYER``."""
     specs = parse_arch(arch)
     shape = tuple(input_shape)
     result = []
@@ -129,8 +153,15 @@ def layer_shapes(arch: str, input_shape: tuple, n_classes: int) -> list[tuple[La
             out = (c, h // spec.kernel, w // spec.kernel)
         else:
             out = (spec.units,)
+        problem = _size_problem(spec, shape, out)
+        if problem:
+            raise _token_error(arch, index, offset, token, problem)
         result.append((spec, shape, out))
         shape = out
         offset += len(token) + 1
-    result.append((DenseSpec(n_classes), shape, (n_classes,)))
+    readout = DenseSpec(n_classes)
+    problem = _size_problem(readout, shape, (n_classes,))
+    if problem:
+        raise ArchError(f"arch {arch!r}: the readout of {n_classes} classes: {problem}")
+    result.append((readout, shape, (n_classes,)))
     return result

@@ -18,6 +18,15 @@ still unpickles would otherwise change weights silently). Version 1 files (no di
 Before a model is built, the config is type- and range-checked and the state dict's real
 tensors are compared with the shapes the config implies, so a small file cannot make mtsnn
 allocate a model it does not contain; non-finite weights are refused.
+
+Hostile files (a pickle is anything ``weights_only`` can describe): the payload walk refuses
+nesting deeper than ``MAX_NESTING``, integers Python cannot print, and tensors that are not
+plain dense CPU tensors backed by their own bytes (a stride-0 view of 8 bytes claiming 40 GB,
+sparse, meta or quantized ones) before any tensor is copied; weights must be float16/bfloat16/
+float32/float64 of magnitude <= ``MAX_WEIGHT``. The resume section of an unfinished run is
+checked against its model and its recorded settings (generator states torch accepts, Adam
+states of the parameters' shapes, a schedule of the recorded length and position) before
+``mtsnn.resume`` trains anything.
 """
 
 from __future__ import annotations
@@ -58,11 +67,29 @@ _DIGEST_KEY = "content_sha256"
 
 
 class CheckpointError(InputError):
-    """A file that is not a readable mtsnn checkpoint (one-line message naming the file)."""
+    """A file that is not a readable mtsnn checkpoint (one-line message naming the file).
+
+    Every message goes through ``one_line``: a path or a value from the file holding control
+    characters or lone surrogates is printed escaped."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(one_line(message, limit=1000), *args)
 
 
+MAX_WEIGHT = 2.0**64  # far above any trained weight; float32 quantization scales overflow near 2**127
 MAX_NESTING = 64  # levels of dicts and lists in a payload (the writer uses 5)
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """A bounded one-line repr of any value from a file (a tensor by its dtype and shape only:
+    printing one computes over every element; an integer of 5000 digits has no repr)."""
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {list(value.shape)}"
+    try:
+        return one_line(repr(value), limit)
+    except (ValueError, RuntimeError, RecursionError):
+        return f"a {type(value).__name__} that cannot be shown"
 
 
 def _tensor_problem(tensor: torch.Tensor) -> str | None:
@@ -202,21 +229,21 @@ def read_payload(path: str | os.PathLike) -> dict:
 def _check_payload(path: Path, payload: Any) -> None:
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(f"{path}: format: expected {CHECKPOINT_FORMAT!r}, found {one_line(repr(found), 80)} "
+        raise CheckpointError(f"{path}: format: expected {CHECKPOINT_FORMAT!r}, found {_show(found)} "
                               "(not an mtsnn checkpoint)")
     version = payload.get("format_version")
     if type(version) is not int or version not in (1, CHECKPOINT_VERSION):  # not 2.0, True or a tensor
         raise CheckpointError(f"{path}: format_version: expected 1 or {CHECKPOINT_VERSION}, "
-                              f"found {one_line(repr(version), 80)}")
+                              f"found {_show(version)}")
+    try:  # also for version 1: the walk refuses what no checkpoint holds (deep nesting, views, huge integers)
+        found = content_digest(payload)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     if version >= 2:
         recorded = payload.get(_DIGEST_KEY)
-        try:
-            found = content_digest(payload)
-        except CheckpointError as exc:
-            raise CheckpointError(f"{path}: {exc}") from None
         if recorded != found:
             raise CheckpointError(f"{path}: {_DIGEST_KEY}: expected the digest of the file's contents ({found[:16]}...), "
-                                  f"found {one_line(repr(recorded), 40)}: the file was modified or corrupted")
+                                  f"found {_show(recorded, 40)}: the file was modified or corrupted")
     for key in ("config", "state_dict", "training"):
         if not isinstance(payload.get(key), dict):
             raise CheckpointError(f"{path}: {key}: expected a dict, found {type(payload.get(key)).__name__}")
@@ -244,6 +271,9 @@ def _check_state_dict(path: Path, config: ModelConfig, state: dict) -> None:
             raise CheckpointError(f"{path}: state_dict.{key}: expected shape {list(shape)}, found {list(tensor.shape)}")
         if not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{path}: state_dict.{key}: expected finite values, found NaN or Inf")
+        largest = float(tensor.abs().max()) if tensor.numel() else 0.0
+        if largest > MAX_WEIGHT:  # the power-of-two quantization scale of 3e38 is inf in float32
+            raise CheckpointError(f"{path}: state_dict.{key}: expected magnitudes up to 2**64, found {largest:.3g}")
 
 
 def model_from_payload(path: str | os.PathLike, payload: dict, *, bits: int | None = None) -> MTSNN:
@@ -297,18 +327,21 @@ def _check_resume(path: Path, model: MTSNN, payload: dict) -> None:
     generator state torch refuses, an optimizer state of other shapes, a schedule of another
     length, an epoch count beyond the run's) would fail half-way through training or continue
     a different run than the one recorded. Checked here, before anything runs."""
-    from .train import TrainSettings, _scheduler
+    from .train import TrainSettings, TrainState, _scheduler
 
     resume, training = payload["resume"], payload["training"]
+    recorded_fields = [key for key in TrainState.__dataclass_fields__ if key != "history"]  # TrainState.to_dict
+    expected_keys = tuple(dict.fromkeys([*_RESUME_KEYS, *recorded_fields]))
 
     def fail(field: str, expected: str, found: Any) -> CheckpointError:
-        text = found if isinstance(found, str) else repr(found)
+        """``found``: a description (str) or, wrapped in a tuple, the value found (shown as repr)."""
+        text = _show(found[0]) if isinstance(found, tuple) else found
         return CheckpointError(f"{path}: {field}: expected {expected}, found {one_line(text, 80)}")
 
-    missing = [key for key in _RESUME_KEYS if key not in resume]
-    extra = [key for key in resume if key not in _RESUME_KEYS]
+    missing = [key for key in expected_keys if key not in resume]
+    extra = [key for key in resume if key not in expected_keys]
     if missing or extra:
-        raise fail("resume", f"the keys {', '.join(_RESUME_KEYS)}",
+        raise fail("resume", f"the keys {', '.join(expected_keys)}",
                    f"{len(missing)} missing ({', '.join(missing)}) and {len(extra)} unexpected "
                    f"({', '.join(map(str, extra[:3]))})")
     names = [name for name in TrainSettings.__dataclass_fields__ if name != "progress"]
@@ -317,21 +350,24 @@ def _check_resume(path: Path, model: MTSNN, payload: dict) -> None:
             raise fail(f"training.{name}", "the run's setting", "nothing")
     try:
         settings = TrainSettings(**{name: training[name] for name in names}, progress=False)
-    except (InputError, TypeError, ValueError, OverflowError) as exc:
+    except InputError as exc:
         raise CheckpointError(f"{path}: training: {_first_line(exc)}") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CheckpointError(f"{path}: training: expected the run's settings (numbers where numbers belong), "
+                              f"found one that is not ({_first_line(exc)})") from None
     epoch = resume["epoch"]
     if not (type(epoch) is int and 1 <= epoch < settings.epochs):
         raise fail("resume.epoch", f"the epochs done of an unfinished run of {settings.epochs}, "
-                   f"1..{settings.epochs - 1}", epoch)
+                   f"1..{settings.epochs - 1}", (epoch,))
     if training.get("complete") is not False:
         raise fail("training.complete", "false (the run is unfinished: it has a resume section)",
-                   training.get("complete"))
+                   (training.get("complete"),))
     history = training.get("history")
     if not (isinstance(history, list) and len(history) == epoch and all(isinstance(h, dict) for h in history)):
         raise fail("training.history", f"one record per epoch done ({epoch})",
                    f"{len(history)} entries" if isinstance(history, list) else type(history).__name__)
     if not (_is_real(resume["seconds"]) and resume["seconds"] >= 0):
-        raise fail("resume.seconds", "a finite number >= 0", resume["seconds"])
+        raise fail("resume.seconds", "a finite number >= 0", (resume["seconds"],))
     for key in ("generator", "torch_rng"):
         state = resume[key]
         if not (isinstance(state, torch.Tensor) and state.dtype == torch.uint8 and state.dim() == 1
@@ -348,27 +384,31 @@ def _check_resume(path: Path, model: MTSNN, payload: dict) -> None:
     total = scheduler.get("total_steps") if isinstance(scheduler, dict) else None
     if not (type(total) is int and total >= settings.epochs and total % settings.epochs == 0):
         raise fail("resume.scheduler.total_steps", f"a whole number of steps per epoch for {settings.epochs} epochs",
-                   total if isinstance(scheduler, dict) else type(scheduler).__name__)
+                   (total,) if isinstance(scheduler, dict) else type(scheduler).__name__)
     steps_per_epoch = total // settings.epochs
     fresh_optimizer = torch.optim.Adam([torch.zeros(1)], lr=settings.lr, weight_decay=settings.weight_decay)
-    fresh = _scheduler(fresh_optimizer, settings, steps_per_epoch).state_dict()
+    fresh_scheduler = _scheduler(fresh_optimizer, settings, steps_per_epoch)
+    fresh = fresh_scheduler.state_dict()
     for key, value in scheduler.items():
-        if key not in fresh:
-            raise fail("resume.scheduler", f"the keys of torch's {type(fresh_optimizer).__name__} schedule",
-                       f"an unknown key {key!r}")
+        if key not in fresh:  # torch loads a schedule by updating its __dict__: nothing may shadow a method
+            if (not isinstance(key, str) or key == "optimizer" or hasattr(type(fresh_scheduler), key)
+                    or not (value is None or isinstance(value, (bool, int, float, str)))):
+                raise fail("resume.scheduler", f"the keys of torch's {type(fresh_scheduler).__name__} schedule",
+                           f"the key {one_line(repr(key), 40)}")
+            continue  # a plain value another torch version records
         if key not in _EVOLVING_SCHEDULER_KEYS and not _same(value, fresh[key]):
-            raise fail(f"resume.scheduler.{key}", f"{fresh[key]!r} (the schedule of the recorded settings)", value)
+            raise fail(f"resume.scheduler.{key}", f"{fresh[key]!r} (the schedule of the recorded settings)", (value,))
     done = epoch * steps_per_epoch
     if scheduler.get("last_epoch") != done or type(scheduler.get("last_epoch")) is not int:
-        raise fail("resume.scheduler.last_epoch", f"{done} (steps of {epoch} epochs)", scheduler.get("last_epoch"))
+        raise fail("resume.scheduler.last_epoch", f"{done} (steps of {epoch} epochs)", (scheduler.get("last_epoch"),))
     if "_step_count" in scheduler and not _same(scheduler["_step_count"], done + 1):
-        raise fail("resume.scheduler._step_count", str(done + 1), scheduler["_step_count"])
+        raise fail("resume.scheduler._step_count", str(done + 1), (scheduler["_step_count"],))
     last_lr = scheduler.get("_last_lr")
     if last_lr is not None and not (isinstance(last_lr, list) and len(last_lr) == 1 and _is_real(last_lr[0])):
-        raise fail("resume.scheduler._last_lr", "a list of one finite number", last_lr)
+        raise fail("resume.scheduler._last_lr", "a list of one finite number", (last_lr,))
     for key in ("_is_initial", "_get_lr_called_within_step"):
         if key in scheduler and not isinstance(scheduler[key], bool):
-            raise fail(f"resume.scheduler.{key}", "true or false", scheduler[key])
+            raise fail(f"resume.scheduler.{key}", "true or false", (scheduler[key],))
 
     optimizer = resume["optimizer"]
     if not (isinstance(optimizer, dict) and set(optimizer) == {"state", "param_groups"}):
@@ -376,31 +416,34 @@ def _check_resume(path: Path, model: MTSNN, payload: dict) -> None:
                    sorted(map(str, optimizer)) if isinstance(optimizer, dict) else type(optimizer).__name__)
     groups = optimizer["param_groups"]
     if not (isinstance(groups, list) and len(groups) == 1 and isinstance(groups[0], dict)):
-        raise fail("resume.optimizer.param_groups", "one parameter group", groups)
+        raise fail("resume.optimizer.param_groups", "one parameter group", (groups,))
     group, fresh_group = groups[0], fresh_optimizer.param_groups[0]
     for key, value in group.items():
         field = f"resume.optimizer.param_groups[0].{one_line(key, 40)}"
         if key not in fresh_group:
+            if value is None or isinstance(value, (bool, int, float, str)):
+                continue  # a flag another torch version records
             raise fail(field, "a key of torch's Adam parameter group", "an unknown key")
         reference = fresh_group[key]
         if key == "params":
             if not _same(value, list(range(len(params)))):
-                raise fail(field, f"the model's {len(params)} parameters, 0..{len(params) - 1}", value)
+                raise fail(field, f"the model's {len(params)} parameters, 0..{len(params) - 1}", (value,))
         elif key == "betas":
             if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_real(b) and 0 <= b < 1
                                                                                  for b in value)):
-                raise fail(field, "two finite numbers in [0, 1)", value)
+                raise fail(field, "two finite numbers in [0, 1)", (value,))
         elif key == "lr":
             if not (_is_real(value) and 0 <= value <= settings.lr):
-                raise fail(field, f"a finite number 0..{settings.lr:g} (the peak learning rate)", value)
+                raise fail(field, f"a finite number 0..{settings.lr:g} (the peak learning rate)", (value,))
         elif not _same(value, reference) and not (_is_real(value) and _is_real(reference) and value == reference):
-            raise fail(field, f"{reference!r} (from the recorded settings)", value)
+            raise fail(field, f"{reference!r} (from the recorded settings)", (value,))
     for key in ("lr", "betas", "eps", "weight_decay", "initial_lr", "max_lr", "min_lr"):
         if key in fresh_group and key not in group:
             raise fail(f"resume.optimizer.param_groups[0].{key}", "a value", "nothing")
     state = optimizer["state"]
-    if not isinstance(state, dict):
-        raise fail("resume.optimizer.state", "a dict of parameter index -> Adam state", type(state).__name__)
+    if not isinstance(state, dict) or len(state) != len(params):  # every parameter has had a step
+        raise fail("resume.optimizer.state", f"an Adam state for each of the model's {len(params)} parameters",
+                   f"{len(state)} states" if isinstance(state, dict) else type(state).__name__)
     for index, entry in state.items():
         field = f"resume.optimizer.state[{one_line(repr(index), 20)}]"
         if type(index) is not int or not 0 <= index < len(params):
@@ -411,7 +454,7 @@ def _check_resume(path: Path, model: MTSNN, payload: dict) -> None:
         step = entry["step"]
         if not (isinstance(step, torch.Tensor) and step.dtype in _FLOAT_DTYPES and step.dim() == 0
                 and _tensor_problem(step) is None and float(step) == done):
-            raise fail(f"{field}.step", f"a scalar float tensor holding {done} (steps of {epoch} epochs)", step)
+            raise fail(f"{field}.step", f"a scalar float tensor holding {done} (steps of {epoch} epochs)", (step,))
         for key in ("exp_avg", "exp_avg_sq"):
             moment = entry[key]
             if not (isinstance(moment, torch.Tensor) and moment.dtype in _FLOAT_DTYPES

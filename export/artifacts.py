@@ -76,6 +76,10 @@ class ExportPaths:
         return self.folder / f"{self.stem}.golden.npz"
 
     @property
+    def nir(self) -> Path:
+        return self.folder / f"{self.stem}.nir"
+
+    @property
     def manifest(self) -> Path:
         return self.folder / f"{self.stem}{MANIFEST_SUFFIX}"
 

@@ -28,6 +28,7 @@ from mtsnn.toolchain.checkpoint import model_from_payload, read_checkpoint
 from mtsnn.toolchain.datasets import dataset_name, first_samples, load_matching_dataset
 from mtsnn.toolchain.train import evaluate_model
 from .artifacts import ExportPaths, export_id_for, export_lock, write_manifest
+from .nir_model import write_nir
 from .errors import ExportError
 from .integer import to_integer_network
 from .lints import LayerLint, lint_network, lint_warnings
@@ -104,11 +105,13 @@ def _golden_bytes(images, labels, result, n: int, export_id: str) -> bytes:
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, *, bits: int | None = None, out: str | os.PathLike | None = None,
-                      dataset: str | None = None, samples: int | None = None, golden: int = 0) -> ExportResult:
+                      dataset: str | None = None, samples: int | None = None, golden: int = 0,
+                      nir: bool = False) -> ExportResult:
     """Export ``checkpoint`` at ``bits`` (default: the trained bits) into folder ``out``
     (default: beside the checkpoint). ``dataset`` / ``samples``: the evaluation data for the
     accuracy and the lints (default: the data set the model was trained on, all test images);
-    ``golden``: also write that many golden vectors. Raises ``MtsnnError`` subclasses."""
+    ``golden``: also write that many golden vectors; ``nir``: also write ``MODEL.nir``, the
+    integer network as a NIR graph (docs/nir.md). Raises ``MtsnnError`` subclasses."""
     ckpt = read_checkpoint(checkpoint)
     trained_bits = ckpt.payload["config"].get("bits")
     if isinstance(trained_bits, bool) or not isinstance(trained_bits, int):
@@ -129,7 +132,10 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, bits: int | None = None,
     data = load_matching_dataset(spec, trained.config.input_shape, trained.config.n_classes, str(ckpt.path))
     images, labels, note = first_samples(data.test, samples)
     images, labels = np.ascontiguousarray(images), np.asarray(labels)
-    export_id = export_id_for(ckpt.sha256, {"bits": bits, "golden": golden, "dataset": spec, "samples": len(labels)})
+    parameters = {"bits": bits, "golden": golden, "dataset": spec, "samples": len(labels)}
+    if nir:  # only then: exports without NIR keep the ids they always had
+        parameters["nir"] = True
+    export_id = export_id_for(ckpt.sha256, parameters)
 
     net = to_integer_network(model, provenance={
         "trained_bits": trained_bits, "export_bits": bits, "requantized": bits != trained_bits,
@@ -156,6 +162,11 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, bits: int | None = None,
             files.append(paths.golden)
         elif paths.golden.exists():  # a golden file of an earlier export would not match this one
             paths.golden.unlink()
+        if nir:
+            write_nir(net, paths.nir)
+            files.append(paths.nir)
+        elif paths.nir.exists():  # nor would a NIR file of an earlier export
+            paths.nir.unlink()
         export = ExportResult(export_id=export_id, checkpoint=ckpt.path, checkpoint_sha256=ckpt.sha256, bits=bits,
                               trained_bits=trained_bits, dataset=spec, samples=int(len(labels)),
                               integer_accuracy=accuracy, trained_accuracy=trained_accuracy, lints=lints,

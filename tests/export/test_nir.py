@@ -359,3 +359,22 @@ def test_unknown_layer_type_is_refused():
     object.__setattr__(net, "layers", (OddLayer(),) + net.layers[1:])  # past IntegerNetwork's own checks
     with pytest.raises(ExportError, match="layer odd: expected a conv, pool or dense layer, found OddLayer"):
         to_nir(net)
+
+
+def test_export_writes_the_nir_file_into_the_manifest(trained_model, tmp_path):
+    """``export_checkpoint(nir=True)`` adds MODEL.nir to the export set (digest in the manifest);
+    an export without it removes a stale one, and keeps the export id it always had."""
+    import json as _json
+
+    from mtsnn.export.pipeline import export_checkpoint
+
+    plain = export_checkpoint(trained_model, out=tmp_path / "a", samples=10)
+    with_nir = export_checkpoint(trained_model, out=tmp_path / "b", samples=10, nir=True)
+    nir_path = with_nir.paths.nir
+    assert nir_path.is_file() and nir_path in with_nir.files
+    manifest = _json.loads(with_nir.paths.manifest.read_text())
+    assert nir_path.name in manifest["files"] and with_nir.export_id != plain.export_id
+    graph = nir.read(nir_path)
+    assert "input" in graph.nodes and "output" in graph.nodes
+    again = export_checkpoint(trained_model, out=tmp_path / "b", samples=10)  # same folder, no NIR now
+    assert not nir_path.exists() and again.export_id == plain.export_id

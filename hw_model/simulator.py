@@ -61,7 +61,7 @@ from .pricing import (
     send_cycles,
 )
 from .reference import check_images, predict
-from .schedule import Schedule, schedule_for, sent_in_subtick
+from .schedule import Schedule, schedule_for
 from .synapse import exact_gemm_dtype, im2col, partial_sum_bound
 from .target import sync_cycles
 
@@ -121,6 +121,21 @@ def _one_blas_thread():
 # those index lists (neurons, axons, routes' neurons), never with neurons x cores.
 
 
+DENSE_ENTRIES = 1 << 22  # a segment matrix up to this many entries (16 MiB in float32) is kept dense
+
+
+def _csr_matrix(*args, **kwargs):
+    from scipy.sparse import csr_matrix  # scipy comes with scikit-learn
+
+    return csr_matrix(*args, **kwargs)
+
+
+def nonzero_entries(values: np.ndarray) -> tuple:
+    """(rows, columns, values as int64) of the nonzero entries of a (B, N) array."""
+    rows, cols = np.nonzero(values)
+    return rows, cols, values[rows, cols].astype(np.int64)
+
+
 @dataclass(frozen=True, eq=False)
 class _Segments:
     """Weighted sums of chosen columns: segment k sums ``values[:, indices[indptr[k]:indptr[k+1]]]``
@@ -143,17 +158,64 @@ class _Segments:
     def n_segments(self) -> int:
         return self.indptr.size - 1
 
+    def _matrix(self, n_columns: int):
+        """The (n_columns, n_segments) matrix of the segments: dense, in the cheapest dtype in
+        which a product with values 0..255 is exact (``hw_model.synapse``'s bound), while it holds
+        at most ``DENSE_ENTRIES`` entries (a BLAS product is the fastest on small ones); a
+        scipy CSR matrix beyond, whose memory grows with the entries, not with N x segments."""
+        cache = self.__dict__.setdefault("_matrices", {})
+        if n_columns not in cache:
+            weights = self.weights if self.weights is not None else np.ones(self.indices.size, dtype=np.int64)
+            sparse = _csr_matrix((weights, self.indices, self.indptr), shape=(self.n_segments, n_columns)).T.tocsr()
+            if n_columns * self.n_segments <= DENSE_ENTRIES:
+                segment = np.repeat(np.arange(self.n_segments), np.diff(self.indptr))
+                bound = 255 * int(np.bincount(segment, weights=weights, minlength=self.n_segments).max())
+                cache[n_columns] = np.ascontiguousarray(sparse.toarray(), dtype=exact_gemm_dtype(bound))
+            else:
+                cache[n_columns] = sparse
+        return cache[n_columns]
+
     def sums(self, values: np.ndarray) -> np.ndarray:
-        """(B, n_segments) int64 sums of the (B, N) ``values``."""
-        out = np.zeros((values.shape[0], self.n_segments), dtype=np.int64)
-        nonempty = self.indptr[1:] > self.indptr[:-1]
+        """(B, n_segments) int64 sums of the (B, N) ``values`` (integers 0..255 or bool), exact."""
         if not self.indices.size:
-            return out
-        picked = values[:, self.indices].astype(np.int64)
-        if self.weights is not None:
-            picked *= self.weights
-        out[:, nonempty] = np.add.reduceat(picked, self.indptr[:-1][nonempty], axis=1)
-        return out
+            return np.zeros((values.shape[0], self.n_segments), dtype=np.int64)
+        matrix = self._matrix(values.shape[1])
+        if isinstance(matrix, np.ndarray):
+            return (values.astype(matrix.dtype, copy=False) @ matrix).astype(np.int64)
+        return np.asarray(values.astype(np.int64) @ matrix, dtype=np.int64)
+
+    def _positions_by_column(self, n_columns: int):
+        """(order, column pointer): the entries of column c are ``order[ptr[c]:ptr[c + 1]]``."""
+        cache = self.__dict__.setdefault("_by_column", {})
+        if n_columns not in cache:
+            order = np.argsort(self.indices, kind="stable")
+            ptr = np.zeros(n_columns + 1, dtype=np.int64)
+            ptr[1:] = np.cumsum(np.bincount(self.indices, minlength=n_columns)[:n_columns])
+            segment = np.repeat(np.arange(self.n_segments, dtype=np.int64), np.diff(self.indptr))
+            cache[n_columns] = (order, ptr, segment)
+        return cache[n_columns]
+
+    def sums_above(self, values: np.ndarray, levels: int, nonzero: tuple | None = None) -> np.ndarray:
+        """(levels, B, n_segments): for j = 0..levels-1, the (weighted) number of the segment's
+        entries whose value exceeds j. One pass over the nonzero values, each expanded to the
+        segments that hold its column (a histogram per segment, summed from the top): what
+        sub-tick j of a step sends or reads. ``nonzero``: ``nonzero_entries(values)``, when the
+        caller has it already."""
+        b, n_seg = values.shape[0], self.n_segments
+        if not self.indices.size:
+            return np.zeros((levels, b, n_seg), dtype=np.int64)
+        order, ptr, segment_of = self._positions_by_column(values.shape[1])
+        rows, cols, found = nonzero if nonzero is not None else nonzero_entries(values)
+        level = np.minimum(found, levels)
+        per = ptr[cols + 1] - ptr[cols]  # how many segments hold each nonzero's column
+        total = int(per.sum())
+        first = np.repeat(ptr[cols] - (np.cumsum(per) - per), per)
+        positions = order[np.arange(total, dtype=np.int64) + first]
+        key = (np.repeat(rows, per) * n_seg + segment_of[positions]) * (levels + 1) + np.repeat(level, per)
+        weights = None if self.weights is None else self.weights[positions]
+        hist = np.bincount(key, weights=weights, minlength=b * n_seg * (levels + 1)).reshape(b, n_seg, levels + 1)
+        above = np.cumsum(hist[..., ::-1], axis=-1)[..., ::-1][..., 1:]  # [.., j] = entries with value > j
+        return np.ascontiguousarray(np.moveaxis(above, -1, 0)).astype(np.int64)
 
 
 def _neuron_dtype(layer, input_bound: int) -> np.dtype:
@@ -443,6 +505,29 @@ def _send_side(routes: _Routes, somas: _Segments, s: np.ndarray, unary: bool, ps
     return spikes_out, packets, per_source
 
 
+def _send_subticks(routes: _Routes, somas: _Segments, s: np.ndarray, unary: bool, psum_messages,
+                   subticks: int) -> list:
+    """``_send_side`` for each sub-tick j of a step whose counts are ``s`` (one spike where the
+    count exceeds j): [(spikes per core, packets per route, per-source counts)] * subticks, the
+    partial sums in the last. One histogram pass, not one pass per sub-tick."""
+    if subticks == 1:
+        return [_send_side(routes, somas, s, unary, psum_messages)]
+    nonzero = nonzero_entries(s)
+    spikes = somas.sums_above(s, subticks, nonzero)
+    packets = routes.spike_neurons.sums_above(s, subticks, nonzero)
+    n_psum = routes.n_routes - routes.n_spike_routes
+    sides = []
+    for j in range(subticks):
+        sent = packets[j]
+        if n_psum:
+            carried = psum_messages if j == subticks - 1 and psum_messages is not None else np.zeros(
+                (s.shape[0], n_psum), dtype=np.int64)
+            sent = np.concatenate([sent, carried], axis=1)
+        sides.append((spikes[j], sent, (routes.messages.sums(sent), routes.hops_x.sums(sent),
+                                        routes.hops_y.sums(sent))))
+    return sides
+
+
 def _store_send(counts: dict, ids: np.ndarray, tick: int, per_source: tuple) -> None:
     messages, hops_x, hops_y = per_source
     counts["messages_out"][ids, tick] += messages.T
@@ -465,9 +550,8 @@ def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, r
     encoded = encode_pixels(images, net.encoder.smax).reshape(b, -1)
     source = np.zeros((n_ticks, b) + tuple(net.encoder.shape), dtype=np.uint8)
     source[: steps] = encoded.reshape((b,) + tuple(net.encoder.shape))
-    for j in range(subticks):
-        spikes_out, packets, per_source = _send_side(plans.input_routes, plans.input_somas,
-                                                     sent_in_subtick(encoded, j, subticks), unary, None)
+    for j, (spikes_out, packets, per_source) in enumerate(
+            _send_subticks(plans.input_routes, plans.input_somas, encoded, unary, None, subticks)):
         for tick in sched.input_ticks:
             chip = tick * subticks + j
             counts["input_spikes"][plans.input_core_ids, chip] = spikes_out.T
@@ -482,9 +566,11 @@ def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, r
         active_ticks = [t for t in range(n_ticks) if flat[t].any()]
         # receiving side: the messages the source emits in tick t are read in tick t
         for t in active_ticks:
-            for j in range(subticks):
-                events = _events(sent_in_subtick(flat[t], j, subticks), unary)
-                counts["synapse_reads"][ids, t * subticks + j] = plan.reads.sums(events).T
+            if subticks == 1:
+                counts["synapse_reads"][ids, t] = plan.reads.sums(_events(flat[t], unary)).T
+            else:
+                counts["synapse_reads"][ids, t * subticks : (t + 1) * subticks] = np.moveaxis(
+                    plan.reads.sums_above(flat[t], subticks), 2, 0)
         # neuron side: tick t integrates what the source emitted in tick t - 1
         currents, psums, arrived, partial_nonzero = {}, {}, {}, {}
         if active_ticks:
@@ -535,12 +621,10 @@ def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, r
             else:
                 s, v, clipped = mtlif_step(v, i_t, p.theta_int, p.delta, p.smax, p.acc_bits)
                 out[t] = s
-                for j in range(subticks):
-                    s_j = sent_in_subtick(s, j, subticks)
-                    if j:  # a neuron that fires in a later sub-tick is updated there
-                        counts["updates"][ids, first + j] = plan.somas.sums(s_j).T
-                    spiked, packets, per_source = _send_side(plan.routes, plan.somas, s_j, unary,
-                                                             psums.get(t) if first + j == last else None)
+                sides = _send_subticks(plan.routes, plan.somas, s, unary, psums.get(t), subticks)
+                for j, (spiked, packets, per_source) in enumerate(sides):
+                    if j:  # a neuron that fires in a later sub-tick is updated there: one per spike
+                        counts["updates"][ids, first + j] = spiked.T
                     counts["spikes_out"][ids, first + j] = spiked.T
                     _store_send(counts, ids, first + j, per_source)
                     route_packets[plan.routes.ids, first + j] = packets.T

@@ -369,3 +369,18 @@ def test_cycle_sums_that_could_overflow_are_refused_before_running():
     slow_mapping = map_network(mapping.network, slow)
     with pytest.raises(InputError, match="time.cycle_s"):
         simulate(slow_mapping, np.repeat(images, 3000, axis=0))
+
+
+@pytest.mark.parametrize("partitioning", ["preset", "split-fan-in", "graded"])
+def test_sparse_count_matrices_give_the_same_counts(monkeypatch, partitioning):
+    """Large segment matrices are kept sparse (memory grows with their entries): the counts
+    are the same as with the dense ones."""
+    import mtsnn.hw_model.simulator as simulator
+
+    mapping, images = _setup("conv-pool-dense", "loihi", partitioning, n=4, smax=3)
+    dense = simulate_batch(mapping, images)
+    monkeypatch.setattr(simulator, "DENSE_ENTRIES", 0)
+    sparse = simulate_batch(mapping, images)
+    for kind in COUNT_KINDS:
+        assert np.array_equal(dense.counts[kind], sparse.counts[kind]), kind
+    assert np.array_equal(dense.tick_cycles, sparse.tick_cycles)

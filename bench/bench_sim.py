@@ -69,10 +69,13 @@ mapping = map_network(net, load_target({target!r}))
 if {simulate!r}:
     result = simulate(mapping, images)
     assert result.n_samples == {n}
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# the peak of this process's own memory map (VmHWM): ru_maxrss would carry over the parent's
+# peak across fork + exec and report the benchmark's own memory instead of the child's
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+print(int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(out.stdout.strip().splitlines()[-1]) * 1024  # ru_maxrss is in KiB on Linux
+    return int(out.stdout.strip().splitlines()[-1]) * 1024  # both in KiB on Linux
 
 
 def _versus_onnxruntime(model, net, images, target: str, rounds: int, threads: int) -> dict:

@@ -124,12 +124,6 @@ def _one_blas_thread():
 DENSE_ENTRIES = 1 << 22  # a segment matrix up to this many entries (16 MiB in float32) is kept dense
 
 
-def _csr_matrix(*args, **kwargs):
-    from scipy.sparse import csr_matrix  # scipy comes with scikit-learn
-
-    return csr_matrix(*args, **kwargs)
-
-
 def nonzero_entries(values: np.ndarray) -> tuple:
     """(rows, columns, values as int64) of the nonzero entries of a (B, N) array."""
     rows, cols = np.nonzero(values)
@@ -159,30 +153,37 @@ class _Segments:
         return self.indptr.size - 1
 
     def _matrix(self, n_columns: int):
-        """The (n_columns, n_segments) matrix of the segments: dense, in the cheapest dtype in
-        which a product with values 0..255 is exact (``hw_model.synapse``'s bound), while it holds
-        at most ``DENSE_ENTRIES`` entries (a BLAS product is the fastest on small ones); a
-        scipy CSR matrix beyond, whose memory grows with the entries, not with N x segments."""
+        """The dense (n_columns, n_segments) matrix of the segments in the cheapest dtype in which
+        a product with values 0..255 is exact (``hw_model.synapse``'s bound), while it holds at
+        most ``DENSE_ENTRIES`` entries (a BLAS product is the fastest way on small ones); None
+        beyond, where the index lists themselves are summed (memory grows with the entries, not
+        with N x segments)."""
         cache = self.__dict__.setdefault("_matrices", {})
         if n_columns not in cache:
-            weights = self.weights if self.weights is not None else np.ones(self.indices.size, dtype=np.int64)
-            sparse = _csr_matrix((weights, self.indices, self.indptr), shape=(self.n_segments, n_columns)).T.tocsr()
+            matrix = None
             if n_columns * self.n_segments <= DENSE_ENTRIES:
+                weights = self.weights if self.weights is not None else np.ones(self.indices.size, dtype=np.int64)
                 segment = np.repeat(np.arange(self.n_segments), np.diff(self.indptr))
                 bound = 255 * int(np.bincount(segment, weights=weights, minlength=self.n_segments).max())
-                cache[n_columns] = np.ascontiguousarray(sparse.toarray(), dtype=exact_gemm_dtype(bound))
-            else:
-                cache[n_columns] = sparse
+                matrix = np.zeros((n_columns, self.n_segments), dtype=exact_gemm_dtype(bound))
+                np.add.at(matrix, (self.indices, segment), weights)
+            cache[n_columns] = matrix
         return cache[n_columns]
 
     def sums(self, values: np.ndarray) -> np.ndarray:
         """(B, n_segments) int64 sums of the (B, N) ``values`` (integers 0..255 or bool), exact."""
+        out = np.zeros((values.shape[0], self.n_segments), dtype=np.int64)
         if not self.indices.size:
-            return np.zeros((values.shape[0], self.n_segments), dtype=np.int64)
+            return out
         matrix = self._matrix(values.shape[1])
-        if isinstance(matrix, np.ndarray):
+        if matrix is not None:
             return (values.astype(matrix.dtype, copy=False) @ matrix).astype(np.int64)
-        return np.asarray(values.astype(np.int64) @ matrix, dtype=np.int64)
+        picked = values[:, self.indices].astype(np.int64)
+        if self.weights is not None:
+            picked *= self.weights
+        nonempty = self.indptr[1:] > self.indptr[:-1]
+        out[:, nonempty] = np.add.reduceat(picked, self.indptr[:-1][nonempty], axis=1)
+        return out
 
     def _positions_by_column(self, n_columns: int):
         """(order, column pointer): the entries of column c are ``order[ptr[c]:ptr[c + 1]]``."""

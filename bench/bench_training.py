@@ -9,7 +9,9 @@ forward + loss + zero_grad + backward + optimizer step, timed with ``time.perf_c
 
 Contenders:
   mtsnn              the project's QAT model (Brevitas 8-bit fixed-point synapses, exact MT-LIF
-                     neurons, Smax = 15, acc_bits = 20), fed the uint8 images
+                     neurons, Smax = 15, acc_bits = 20), fed the uint8 images, with the fused
+                     neuron kernels (toolchain.fused, torch.compile; compile time reported apart)
+  mtsnn-unfused      the same model with the unfused (eager) neuron: the state before the fusion
   floor              a plain PyTorch ANN of the same shape (Conv2d/AvgPool2d/Linear + ReLU) run
                      once on the T x B images, CE on the mean of the logits over T: the dense
                      work any of the SNNs must do at least
@@ -71,7 +73,11 @@ def _version(dist: str) -> str | None:
         return None
 
 
+DEVICE = torch.device("cpu")  # --device: where every contender runs
+
+
 def _adam_step(model: nn.Module, forward, target: torch.Tensor):
+    model.to(DEVICE)
     opt = torch.optim.Adam(model.parameters(), LR)
 
     def step() -> float:
@@ -86,13 +92,38 @@ def _adam_step(model: nn.Module, forward, target: torch.Tensor):
 
 
 # ---------------------------------------------------------------------------- contenders
-def build_mtsnn(data):
+def _mtsnn(data, fused: bool):
     from mtsnn.toolchain.model import ModelConfig, MTSNN
 
     model = MTSNN(ModelConfig(arch=ARCH, input_shape=(1, 28, 28), n_classes=N_CLASSES, timesteps=T,
                               smax=SMAX, bits=8, acc_bits=20))
+    model.fused = fused
     images = data["images"]
-    return _adam_step(model, lambda: model(images), data["labels"]), "MT-LIF (exact int, float64), Brevitas 8-bit"
+    return _adam_step(model, lambda: model(images), data["labels"])
+
+
+def build_mtsnn(data):
+    return _mtsnn(data, True), "MT-LIF exact int, fused kernels (torch.compile), Brevitas 8-bit"
+
+
+def build_mtsnn_unfused(data):
+    return _mtsnn(data, False), "MT-LIF exact int, unfused (eager), Brevitas 8-bit"
+
+
+BASELINE = None  # --baseline PACKAGE: an older copy of mtsnn importable under another name
+
+
+def build_mtsnn_baseline(data):
+    """The same model from an older mtsnn (``--baseline``): the state before a change, in the same run."""
+    import importlib
+
+    if BASELINE is None:
+        raise NotInstalled("no --baseline package given")
+    model_module = importlib.import_module(f"{BASELINE}.toolchain.model")
+    model = model_module.MTSNN(model_module.ModelConfig(arch=ARCH, input_shape=(1, 28, 28), n_classes=N_CLASSES,
+                                                        timesteps=T, smax=SMAX, bits=8, acc_bits=20))
+    images = data["images"]
+    return _adam_step(model, lambda: model(images), data["labels"]), f"{BASELINE}: the MT-LIF step of that copy"
 
 
 def build_floor(data):
@@ -208,6 +239,8 @@ def build_sinabs(data):
 
 BUILDERS = {
     "mtsnn": build_mtsnn,
+    "mtsnn-unfused": build_mtsnn_unfused,
+    "mtsnn-baseline": build_mtsnn_baseline,
     "floor": build_floor,
     "snntorch": build_snntorch,
     "spikingjelly-lif": build_spikingjelly_lif,
@@ -216,7 +249,12 @@ BUILDERS = {
 }
 
 
-def make_data(seed: int = 0) -> dict:
+def make_data(seed: int = 0, device: torch.device = torch.device("cpu")) -> dict:
+    data = _make_data(seed)
+    return {k: v.to(device) for k, v in data.items()}
+
+
+def _make_data(seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (BATCH, 1, 28, 28), dtype=torch.uint8, generator=g)
     labels = torch.randint(0, N_CLASSES, (BATCH,), generator=g)
@@ -233,10 +271,17 @@ def _quartiles(xs):
     return q[0], q[2]
 
 
-def run(rounds: int, warmup: int, threads: int, only=None) -> dict:
+def _sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
+def run(rounds: int, warmup: int, threads: int, only=None, device: str = "cpu") -> dict:
+    global DEVICE
+    DEVICE = torch.device(device)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    data = make_data()
+    data = make_data(device=DEVICE)
     steps, status, neurons = {}, {}, {}
     for name, build in BUILDERS.items():
         if only and name not in only:
@@ -251,17 +296,31 @@ def run(rounds: int, warmup: int, threads: int, only=None) -> dict:
             status[name] = f"error: {type(exc).__name__}: {exc}"
             print(f"[{name}] {status[name]}", file=sys.stderr)
     names = list(steps)
+    compile_s = {}
     for name in names:  # warm up (and check that the step runs and the loss is finite)
-        for _ in range(warmup):
+        t0 = time.perf_counter()
+        loss = steps[name]()  # the first step: includes torch.compile's work for the fused contender
+        first = time.perf_counter() - t0
+        for _ in range(warmup - 1):
             loss = steps[name]()
         if not (loss == loss and abs(loss) < float("inf")):
             raise RuntimeError(f"{name}: non-finite loss {loss}")
+        compile_s[name] = first
+    try:
+        from mtsnn.toolchain import fused as _fused
+
+        fused_compile = _fused.compile_seconds()
+        fused_status = {"available": _fused.available(), "reason": _fused.unavailable_reason()}
+    except ImportError:
+        fused_compile, fused_status = None, None
     times = {name: [] for name in names}
     for r in range(rounds):
         k = r % len(names)
         for name in names[k:] + names[:k]:
+            _sync()
             t0 = time.perf_counter()
-            steps[name]()
+            steps[name]()  # the step returns float(loss): the host waits for the device
+            _sync()
             times[name].append((time.perf_counter() - t0) * 1e3)
 
     results = {}
@@ -276,6 +335,9 @@ def run(rounds: int, warmup: int, threads: int, only=None) -> dict:
         results[name] = entry
 
     ratios = {}
+    for other in ("mtsnn-unfused", "mtsnn-baseline"):
+        if other in times and "floor" in times:
+            ratios[f"{other}/floor"] = results[other]["median_ms"] / results["floor"]["median_ms"]
     if "mtsnn" in times and "floor" in times:
         ratios["mtsnn/floor"] = results["mtsnn"]["median_ms"] / results["floor"]["median_ms"]
         ratios["mtsnn/floor (median per round)"] = statistics.median(
@@ -284,6 +346,9 @@ def run(rounds: int, warmup: int, threads: int, only=None) -> dict:
     fastest = min(peers, key=lambda p: results[p]["median_ms"]) if peers else None
     if "mtsnn" in times and fastest:
         ratios["mtsnn/fastest peer"] = results["mtsnn"]["median_ms"] / results[fastest]["median_ms"]
+        for other in ("mtsnn-unfused", "mtsnn-baseline"):
+            if other in times:
+                ratios[f"{other}/fastest peer"] = results[other]["median_ms"] / results[fastest]["median_ms"]
         ratios["mtsnn/fastest peer (median per round)"] = statistics.median(
             a / b for a, b in zip(times["mtsnn"], times[fastest]))
     goals = {}
@@ -297,11 +362,15 @@ def run(rounds: int, warmup: int, threads: int, only=None) -> dict:
         "command": "python " + " ".join(sys.argv),
         "python": sys.executable,
         "machine": {"cpus": os.cpu_count(), "threads": threads, "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine()},
+                    "processor": platform.processor() or platform.machine(), "device": str(DEVICE),
+                    "device_name": torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else None},
         "config": {"arch": ARCH, "T": T, "batch": BATCH, "rounds": rounds, "warmup": warmup, "lr": LR},
         "versions": versions,
         "results": results,
         "fastest_peer": fastest,
+        "first_step_s": compile_s,
+        "mtsnn_compile_s": fused_compile,
+        "mtsnn_fused": fused_status,
         "ratios": ratios,
         "goals_met": goals,
     }
@@ -311,7 +380,8 @@ def print_table(report: dict) -> None:
     results = report["results"]
     floor = results.get("floor", {}).get("median_ms")
     mt = results.get("mtsnn", {}).get("median_ms")
-    print(f"training step, {ARCH}, T={T}, batch {BATCH}, {report['machine']['threads']} threads, "
+    print(f"training step, {ARCH}, T={T}, batch {BATCH}, on {report['machine']['device']}, "
+          f"{report['machine']['threads']} threads, "
           f"{report['config']['rounds']} interleaved rounds ({report['date']})")
     v = report["versions"]
     print("versions: " + ", ".join(f"{k} {v[k] or '-'}" for k in v))
@@ -333,6 +403,10 @@ def print_table(report: dict) -> None:
         print(f"{'fastest peer':<40} {report['fastest_peer']}")
     for k, ok in report["goals_met"].items():
         print(f"goal {k:<35} {'MET' if ok else 'NOT MET'}")
+    if report.get("mtsnn_compile_s") is not None:
+        print(f"mtsnn fused kernels: compile time {report['mtsnn_compile_s']:.1f} s (first step "
+              f"{report['first_step_s'].get('mtsnn', float('nan')):.1f} s, not in the medians); "
+              f"status {report['mtsnn_fused']}")
 
 
 def main(argv=None) -> int:
@@ -342,10 +416,18 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     p.add_argument("--only", nargs="*", choices=list(BUILDERS), help="run only these contenders")
     p.add_argument("--json", metavar="OUT", help="also write the full report (with every sample) here")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]: every contender runs there")
+    p.add_argument("--baseline", metavar="PACKAGE", help="also time the model of an older mtsnn copy importable as "
+                   "PACKAGE (see bench/README.md: git archive REV + a renamed package on --baseline-path)")
+    p.add_argument("--baseline-path", metavar="DIR", help="folder added to sys.path for --baseline")
     args = p.parse_args(argv)
+    global BASELINE
+    BASELINE = args.baseline
+    if args.baseline_path:
+        sys.path.insert(0, args.baseline_path)
     if args.rounds < 1 or args.warmup < 1:
         p.error("--rounds and --warmup must be >= 1")
-    report = run(args.rounds, args.warmup, args.threads, args.only)
+    report = run(args.rounds, args.warmup, args.threads, args.only, args.device)
     print_table(report)
     if args.json:
         with open(args.json, "w") as fh:

@@ -105,7 +105,8 @@ def _init_state(path, config) -> dict:
 
 
 def _run_training(config, data, settings, out: Path, training_meta: dict, *, init_state=None, resume_from=None,
-                  progress: bool, log: Callable[[str], None], device=None, dist=None) -> TrainRun:
+                  progress: bool, log: Callable[[str], None], device=None, dist=None,
+                  compile: str = "auto", flip: bool = False) -> TrainRun:
     """Train with a resumable checkpoint written atomically to ``out`` after every epoch."""
     import torch
 
@@ -128,7 +129,7 @@ def _run_training(config, data, settings, out: Path, training_meta: dict, *, ini
 
     resume_state, model_state = resume_from if resume_from else (None, None)
     result = train_model(config, data, settings, init_state, resume=resume_state, model_state=model_state,
-                         on_epoch=on_epoch, device=device, dist=dist)
+                         on_epoch=on_epoch, device=device, dist=dist, compile=compile, flip=flip)
     return TrainRun(checkpoint=out, test_accuracy=result.test_accuracy, accuracy_kind=kind,
                     test_samples=len(data.test), dataset=training_meta["dataset"], arch=config.arch,
                     epochs=settings.epochs, seconds=result.seconds, history=result.history)
@@ -165,9 +166,10 @@ def _set_threads(threads: int | None) -> None:
 
 def train(dataset: str | None = None, *, arch: str | None = None, timesteps: int = 2, smax: int = 15, bits: int = 8,
           acc_bits: int | None = None, tau: float = 10.0, theta: float | None = None, surrogate: int = 2,
-          a: float = 1.0, b: float | None = None, loss: str = "ce", epochs: int | None = None, batch_size: int = 32, lr: float = 3e-3,
-          augment: int = 1, seed: int = 0, init: str | os.PathLike | None = None, threads: int | None = None,
-          device: str = "auto", out: str | os.PathLike = "model.pt", progress: bool = True,
+          a: float = 1.0, b: float | None = None, loss: str = "ce", epochs: int | None = None, batch_size: int = 32,
+          lr: float = 3e-3, augment: int = 1, flip: bool = False, seed: int = 0,
+          init: str | os.PathLike | None = None, threads: int | None = None, device: str = "auto",
+          compile: str = "auto", out: str | os.PathLike = "model.pt", progress: bool = True,
           log: Callable[[str], None] = print, dist=None) -> TrainRun:
     """Quantization-aware training of an MT-SNN; the checkpoint goes to ``out``.
 
@@ -178,10 +180,13 @@ def train(dataset: str | None = None, *, arch: str | None = None, timesteps: int
     steps, 0 = no leak), theta (float threshold; default per Smax, ``default_theta``: 1/8 at
     Smax 1, 1/4 at 2..7, 1/2 at 8..31), surrogate curve 1|2|3 with height a and steepness b
     (default per Smax, ``default_surrogate_b``: min(20, 2 Smax**2)); a value given always wins, loss "ce"|"mse", epochs (default 30 on digits, 15 otherwise), batch_size, lr
-    (peak of the one-cycle schedule), augment (random shift in pixels), seed, init (start from
+    (peak of the one-cycle schedule), augment (random shift in pixels: a random crop of the image
+    padded with zeros), flip (random left-right mirroring, for CIFAR-10), seed, init (start from
     this checkpoint's weights), threads (torch CPU threads; same seed and threads, same model),
     device ("auto": CUDA when present, else the CPU; "cpu"; "cuda" or "cuda:N"; CUDA asked for
-    and absent is an ``InputError``). A resumable checkpoint is written atomically after every
+    and absent is an ``InputError``), compile ("on": the fused MT-LIF kernels of
+    ``mtsnn.toolchain.fused`` through torch.compile, the same integers; "off": the unfused neuron;
+    "auto": on when the run is long enough to repay compiling). A resumable checkpoint is written atomically after every
     epoch (``resume`` continues it). ``dist``: a ``mtsnn.toolchain.distributed.DistContext`` when
     run by ``python -m mtsnn.train`` under torchrun (one process per rank; rank 0 writes the
     checkpoint and the log lines).
@@ -191,6 +196,8 @@ def train(dataset: str | None = None, *, arch: str | None = None, timesteps: int
     from mtsnn.toolchain.neuron import SurrogateConfig
     from mtsnn.toolchain.train import TrainSettings
 
+    if not isinstance(flip, bool):
+        raise InputError(f"--flip: expected true or false, found {flip!r}")
     theta = default_theta(smax) if theta is None else theta
     b = default_surrogate_b(smax) if b is None else b
     out = check_output_file(out, "checkpoint")
@@ -211,12 +218,14 @@ def train(dataset: str | None = None, *, arch: str | None = None, timesteps: int
         log(f"training {arch} on {data.name} ({len(data.train)} train / {len(data.test)} test) on "
             f"{_where(device, dist)}, T={config.timesteps} "
             f"Smax={config.smax} bits={config.bits} acc_bits={config.acc_bits} theta={config.theta:g} "
-            f"surrogate={config.surrogate.curve} (a={config.surrogate.a:g}, b={config.surrogate.b:g}) for {epochs} epochs")
+            f"surrogate={config.surrogate.curve} (a={config.surrogate.a:g}, b={config.surrogate.b:g}) compile={compile} "
+            f"for {epochs} epochs")
     meta = {"init": str(init) if init else None, "dataset": dataset_name(dataset), "threads": threads,
-            "device": str(device), "world_size": dist.world_size if dist is not None else 1,
+            "device": str(device), "world_size": dist.world_size if dist is not None else 1, "compile": compile,
+            "flip": bool(flip),
             **_recorded_settings(settings)}
     return _run_training(config, data, settings, out, meta, init_state=init_state, progress=progress, log=log,
-                         device=device, dist=dist)
+                         device=device, dist=dist, compile=compile, flip=bool(flip))
 
 
 # the defaults of ``train`` by name, for the command line's help (one place for every default)
@@ -225,7 +234,8 @@ TRAIN_DEFAULTS = {name: p.default for name, p in inspect.signature(train).parame
 
 
 def resume(checkpoint: str | os.PathLike, *, out: str | os.PathLike | None = None, threads: int | None = None,
-           device: str = "auto", progress: bool = True, log: Callable[[str], None] = print) -> TrainRun:
+           device: str = "auto", compile: str = "auto", progress: bool = True, log: Callable[[str], None] = print,
+           dist=None) -> TrainRun:
     """Continue an interrupted ``train`` run from its last per-epoch checkpoint (written to
     ``out``, default: the same file). With the same thread count the result is bit-identical
     to a run that was never interrupted."""
@@ -243,18 +253,25 @@ def resume(checkpoint: str | os.PathLike, *, out: str | os.PathLike | None = Non
     if missing:
         raise CheckpointError(f"{ckpt.path}: training.{missing[0]}: expected the run's setting, found nothing")
     _set_threads(threads if threads is not None else training.get("threads"))
-    device = _device(device)
+    device = dist.device if dist is not None else _device(device)
+    world, recorded_world = (dist.world_size if dist is not None else 1), training.get("world_size", 1)
+    if recorded_world != world:
+        raise CheckpointError(f"{ckpt.path}: training.world_size: expected {world} (the processes resuming it), found "
+                              f"{recorded_world!r}: resume a run with as many processes as trained it")
     model = model_from_payload(ckpt.path, ckpt.payload)
     settings = TrainSettings(**{key: training[key] for key in _recorded_settings(TrainSettings())}, progress=progress)
     data = load_matching_dataset(training.get("dataset"), model.config.input_shape, model.config.n_classes,
                                  str(ckpt.path))
     state = TrainState.from_dict(ckpt.resume, training.get("history", []))
+    progress = progress and (dist is None or dist.rank == 0)
     if progress:
-        log(f"resuming {model.config.arch} on {data.name} after epoch {state.epoch}/{settings.epochs}")
+        log(f"resuming {model.config.arch} on {data.name} after epoch {state.epoch}/{settings.epochs} on "
+            f"{_where(device, dist)}")
     meta = {k: training.get(k) for k in ("init", "dataset", "threads", *_recorded_settings(settings))}
-    meta.update(device=str(device), world_size=1)
+    flip = bool(training.get("flip", False))
+    meta.update(device=str(device), world_size=world, compile=compile, flip=flip)
     return _run_training(model.config, data, settings, Path(out), meta, resume_from=(state, model.state_dict()),
-                         progress=progress, log=log, device=device)
+                         progress=progress, log=log, device=device, dist=dist, compile=compile, flip=flip)
 
 
 # ----------------------------------------------------------------------------- evaluate

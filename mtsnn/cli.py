@@ -102,6 +102,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add("--batch-size", type=int, default=keep, help=f"batch size (default {d['batch_size']})")
     add("--lr", type=float, default=keep, help=f"peak learning rate of the one-cycle schedule (default {d['lr']:g})")
     add("--augment", type=int, default=keep, help=f"random shift in pixels while training (default {d['augment']})")
+    add("--flip", action="store_true", default=keep, help="mirror training images left-right at random (CIFAR-10)")
     add("--seed", type=int, default=keep, help=f"random seed (default {d['seed']}): the same seed and --threads give "
         "the same model (torch's float reductions depend on the thread count)")
     add("--init", default=keep, metavar="CHECKPOINT", help="start from this checkpoint's weights (same arch, input and "
@@ -110,12 +111,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "(a checkpoint is written after every epoch); takes no other training option")
     add("--threads", type=int, default=keep, help="torch CPU threads (default: torch's choice)")
     _add_device_argument(parser, keep)
+    add("--compile", choices=("auto", "on", "off"), default=keep,
+        help="fused MT-LIF kernels through torch.compile (the same integers, several times faster neurons after "
+             "5-40 s of compilation): auto (default: on when the run is long enough to repay it), on, off")
     add("--no-progress", action="store_true", help="no progress bars or epoch lines")
     add("-o", "--output", dest="out", default=keep, help=f"checkpoint path (default {d['out']}; with --resume: the "
         "resumed file)")
 
 
-_RESUME_KEEPS = {"threads", "device", "out", "no_progress", "resume", "command"}
+_RESUME_KEEPS = {"threads", "device", "compile", "out", "no_progress", "resume", "command"}
 
 
 def _add_device_argument(parser: argparse.ArgumentParser, default="auto") -> None:
@@ -137,7 +141,8 @@ def run_train(args: argparse.Namespace) -> int:
         target = args.out if hasattr(args, "out") else args.resume
         try:
             run = api.resume(args.resume, out=getattr(args, "out", None), threads=getattr(args, "threads", None),
-                             device=getattr(args, "device", "auto"), progress=progress)
+                             device=getattr(args, "device", "auto"), compile=getattr(args, "compile", "auto"),
+                             progress=progress)
         except KeyboardInterrupt:
             _interrupted_hint(target)
             raise

@@ -320,8 +320,10 @@ def evaluate(checkpoint: str | os.PathLike, *, dataset: str | None = None, sampl
 
 
 def export(checkpoint: str | os.PathLike, *, bits: int | None = None, out: str | os.PathLike | None = None,
-           dataset: str | None = None, samples: int | None = None, golden: int = 0, device: str = "auto"):
-    """Export ``checkpoint`` to ONNX + core description (+ ``golden`` vectors) in ``out``.
+           dataset: str | None = None, samples: int | None = None, golden: int = 0, nir: bool = False,
+           device: str = "auto"):
+    """Export ``checkpoint`` to ONNX + core description (+ ``golden`` vectors, + ``nir``: the
+    integer network as a NIR graph, ``MODEL.nir``, docs/nir.md) in ``out``.
 
     Returns an ``ExportResult`` (export id, files, integer accuracy, lints, warnings); see
     ``mtsnn.export.pipeline.export_checkpoint`` for every argument. ``device``: where the QAT
@@ -332,7 +334,8 @@ def export(checkpoint: str | os.PathLike, *, bits: int | None = None, out: str |
     from mtsnn.toolchain.device import using_device
 
     with using_device(_device(device)):
-        return export_checkpoint(checkpoint, bits=bits, out=out, dataset=dataset, samples=samples, golden=golden)
+        return export_checkpoint(checkpoint, bits=bits, out=out, dataset=dataset, samples=samples, golden=golden,
+                                 nir=nir)
 
 
 # ----------------------------------------------------------------------------- simulate

@@ -205,6 +205,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=None, help="evaluate on the first N test samples (default all)")
     parser.add_argument("--golden", type=int, default=0, metavar="N",
                         help="also write N golden vectors (inputs, per-layer spikes, logits) to MODEL.golden.npz")
+    parser.add_argument("--nir", action="store_true",
+                        help="also write MODEL.nir: the integer network as a NIR graph (docs/nir.md)")
     _add_device_argument(parser)
 
 
@@ -223,7 +225,7 @@ def run_export(args: argparse.Namespace) -> int:
     from mtsnn import api
 
     result = api.export(args.model, bits=args.bits, out=args.output, dataset=args.dataset, samples=args.samples,
-                        golden=args.golden, device=args.device)
+                        golden=args.golden, nir=args.nir, device=args.device)
     _notes(result.notes)
     for warning in result.warnings:
         _say(f"warning: {one_line(warning)}")

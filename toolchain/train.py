@@ -14,11 +14,16 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from mtsnn.hw_model.errors import InputError
+
 from .device import current_device
 from .model import MTSNN, ConfigError, ModelConfig
 
 __all__ = ["TrainSettings", "EpochRecord", "TrainState", "TrainResult", "seed_everything", "train_model",
            "evaluate_model", "predict"]
+
+
+MAX_AUGMENT = 64  # pixels of random shift: more than any image here is wide; bounds the padding it allocates
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,8 @@ class TrainSettings:
             raise ConfigError(f"weight_decay: expected a finite number >= 0, found {self.weight_decay!r}")
         if not 0 <= self.seed < 2**32:
             raise ConfigError(f"--seed: expected an integer 0..4294967295, found {self.seed}")
-        if self.augment < 0:
-            raise ConfigError(f"--augment: expected >= 0 pixels, found {self.augment}")
+        if not 0 <= self.augment <= MAX_AUGMENT:
+            raise ConfigError(f"--augment: expected 0..{MAX_AUGMENT} pixels, found {self.augment}")
         if self.loss not in ("ce", "mse"):
             raise ConfigError(f"--loss: expected 'ce' or 'mse', found {self.loss!r}")
 
@@ -185,6 +190,34 @@ class TrainResult:
     seconds: float = 0.0
 
 
+class TrainingDiverged(InputError):
+    """The weights or the loss became NaN or infinite: the settings drive training off the rails."""
+
+
+def _raise_if_diverged(model, epoch: int, step: int, cause, loss=None) -> None:
+    """Raise ``TrainingDiverged`` (one line naming the likely settings) when the loss or a
+    parameter is no longer finite; otherwise return (and the caller re-raises ``cause``)."""
+    finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    if loss is not None:
+        finite = finite and bool(torch.isfinite(loss))
+    if not finite:
+        raise TrainingDiverged(
+            f"training diverged at epoch {epoch}, step {step + 1}: the weights or the loss are no longer finite "
+            "(expected finite values: lower --lr, or the surrogate's --a / --b)"
+            + (f" [{type(cause).__name__}]" if cause is not None else "")) from None
+
+
+def _check_schedule(resume, settings: TrainSettings, steps_per_epoch: int, samples: int) -> None:
+    """The recorded one-cycle schedule must be the one this data set and batch size give: a
+    different one would crash part-way or silently train another run."""
+    recorded = resume.scheduler.get("total_steps") if isinstance(resume.scheduler, dict) else None
+    expected = settings.epochs * steps_per_epoch
+    if recorded != expected:
+        raise ConfigError(f"resume.scheduler.total_steps: expected {expected} ({settings.epochs} epochs x "
+                          f"{steps_per_epoch} steps of batch size {settings.batch_size} over {samples} training "
+                          f"samples), found {recorded!r}: resume with the run's data set and batch size")
+
+
 def _scheduler(optimizer, settings: TrainSettings, steps_per_epoch: int):
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch, pct_start=0.15
@@ -285,6 +318,7 @@ def train_model(config: ModelConfig, dataset, settings: TrainSettings, init_stat
     generator = torch.Generator().manual_seed(settings.seed)
     history, first_epoch, seconds_before = [], 1, 0.0
     if resume is not None:
+        _check_schedule(resume, settings, steps_per_epoch, len(images))
         optimizer.load_state_dict(resume.optimizer)
         scheduler.load_state_dict(resume.scheduler)
         generator.set_state(resume.generator)
@@ -318,7 +352,11 @@ def train_model(config: ModelConfig, dataset, settings: TrainSettings, init_stat
                 batch = shift_images(batch, offsets[chunk], shift)
             if flips is not None:
                 batch = torch.where(flips[chunk, None, None, None], batch.flip(-1), batch)
-            logits = net(batch)
+            try:
+                logits = net(batch)
+            except (ValueError, RuntimeError) as exc:  # NaN weights break the fixed-point quantizer
+                _raise_if_diverged(model, epoch, step, exc)
+                raise
             loss = _loss(logits, target, settings.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -342,6 +380,8 @@ def train_model(config: ModelConfig, dataset, settings: TrainSettings, init_stat
         record = EpochRecord(epoch=epoch, epochs=settings.epochs, loss=float(total_loss) / seen,
                              train_accuracy=int(correct) / seen, test_accuracy=test_accuracy,
                              epoch_seconds=now - epoch_started, total_seconds=seconds_before + now - started)
+        if not math.isfinite(record.loss):  # the loss is read for the record anyway: no extra host read
+            _raise_if_diverged(model, epoch, steps_per_epoch - 1, None, total_loss)
         history.append(record.to_dict())
         if on_epoch is not None and rank == 0:
             state = TrainState(epoch=epoch, optimizer=_to_cpu(optimizer.state_dict()),

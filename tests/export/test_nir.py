@@ -378,3 +378,12 @@ def test_export_writes_the_nir_file_into_the_manifest(trained_model, tmp_path):
     assert "input" in graph.nodes and "output" in graph.nodes
     again = export_checkpoint(trained_model, out=tmp_path / "b", samples=10)  # same folder, no NIR now
     assert not nir_path.exists() and again.export_id == plain.export_id
+
+
+def test_the_command_line_exports_nir(trained_model, tmp_path, capsys):
+    from mtsnn.cli import export_main
+
+    assert export_main([str(trained_model), "-o", str(tmp_path / "e"), "--samples", "10", "--nir"]) == 0
+    written = list((tmp_path / "e").glob("*.nir"))
+    assert len(written) == 1 and str(written[0]) in capsys.readouterr().out
+    assert nir.read(written[0]).nodes

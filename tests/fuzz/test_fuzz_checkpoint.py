@@ -177,7 +177,7 @@ def op_training(rng, s):
     key = _pick(rng, TRAINING_KEYS)
     if s["base"] == "resumable" and key in ("batch_size", "augment"):
         # valid but different values here hit known bugs of mtsnn.resume / TrainSettings
-        # (test_known_bugs_resume_* below); only invalid ones are drawn
+        # (test_resume_with_another_batch_size_is_refused below); only invalid ones are drawn
         training[key] = _pick(rng, [None, -1, 0, "x", 1.5, math.nan])
     elif key == "dataset":
         training[key] = _pick(rng, ["digits", "mnist", "mnist:", "cifar10:/nonexistent", "fashion-mnist:/etc",
@@ -311,7 +311,7 @@ STRUCTURAL = [op_config_value, op_config_value, op_config_retype, op_config_keys
               op_raw]
 # an unfinished run is resumed (trained) when accepted: its config and weights stay as recorded,
 # since extreme but valid values (surrogate a = 1e30) make training diverge into a known bug
-# (test_known_bugs_training_that_diverges_is_a_clean_error); those are fuzzed on the complete runs
+# (test_training_that_diverges_is_a_clean_error); those are fuzzed on the complete runs
 RESUME_OPS = [op_resume, op_resume, op_resume, op_training, op_training_keys, op_top, op_raw]
 
 
@@ -554,12 +554,7 @@ def test_the_core_writer_refuses_values_json_cannot_hold(tmp_path):
         write_core(tmp_path / "m", net)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG mtsnn/api.py resume (and toolchain/train.py train_model): the recorded "
-                   "learning-rate schedule (scheduler total_steps = epochs x steps per epoch) is not checked against "
-                   "the data set and batch size it resumes with; a batch size that gives more steps per epoch "
-                   "crashes half-way through with ValueError 'Tried to step 13 times', fewer steps resume a "
-                   "different run silently")
-def test_known_bugs_resume_with_another_batch_size(bases, tmp_path):
+def test_resume_with_another_batch_size_is_refused(bases, tmp_path):
     payload = copy.deepcopy(bases["resumable"][0])
     payload["training"]["batch_size"] = 128  # 12 steps per epoch instead of 6: the schedule has 12 in all
     path = _resealed(payload, tmp_path / "x.pt")
@@ -567,21 +562,14 @@ def test_known_bugs_resume_with_another_batch_size(bases, tmp_path):
         mtsnn.resume(path, out=tmp_path / "out.pt", threads=1, progress=False)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG toolchain/train.py TrainSettings: --augment has no upper bound; "
-                   "augment 100000 asks torch for 10 TB (RuntimeError from the allocator) and 2**70 overflows "
-                   "torch's pad() (TypeError), both as tracebacks from mtsnn.train/mtsnn.resume/mtsnn-train")
-def test_known_bugs_huge_augment_is_refused_cleanly(tmp_path):
+def test_huge_augment_is_refused_cleanly(tmp_path):
     from mtsnn.toolchain.train import TrainSettings
 
     with pytest.raises(MtsnnError):
         TrainSettings(augment=100_000)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG toolchain/model.py QuantizedSynapse.quantized / toolchain/train.py "
-                   "train_model: training that diverges (e.g. mtsnn-train --a 1e30, a surrogate height the config "
-                   "accepts) turns the weights into NaN and the next forward crashes with 'ValueError: cannot "
-                   "convert float NaN to integer' (a traceback) instead of a clean error naming the setting")
-def test_known_bugs_training_that_diverges_is_a_clean_error(tmp_path):
+def test_training_that_diverges_is_a_clean_error(tmp_path):
     with pytest.raises(MtsnnError):
         mtsnn.train(arch="4C3p1-P2-16", epochs=1, batch_size=256, a=1e30, out=tmp_path / "m.pt", progress=False,
                     threads=1)

@@ -457,6 +457,9 @@ def simulate(core: str | os.PathLike, *, target: str | os.PathLike = "loihi", da
         raise InputError(f"--detailed-samples: expected an integer >= 0, found {detailed_samples!r}")
     if static is not None and static not in STATIC_CONVENTIONS:
         raise InputError(f"--static: expected one of {', '.join(STATIC_CONVENTIONS)}, found {static!r}")
+    from mtsnn.engines import check_engine
+
+    check_engine(engine, workers, address)  # before the long work; --workers/--address need --engine
     json_path, manifest = resolve_core(core)
     description = read_core(json_path)
     network = description.network
@@ -520,19 +523,50 @@ def simulate(core: str | os.PathLike, *, target: str | os.PathLike = "loihi", da
 
 def validate(checkpoint: str | os.PathLike, export_dir: str | os.PathLike, *, dataset: str | None = None,
              samples: int | None = None, target: str | os.PathLike = "loihi", simulate: bool = True,
+             engine: str | None = None, workers: int | None = None, address: str | None = None,
              progress: Callable[[str], None] | None = None, device: str = "auto"):
     """Prove that the QAT forward, the integer reference, onnxruntime and (``simulate``) the
     simulator on ``target`` agree bit for bit; returns a ``ValidationReport`` (``bit_exact``,
     per-path accuracy, the first divergence of each differing path). Refuses a checkpoint and
     an export that do not belong together (``ExportError``); a requested simulator path that
-    cannot run raises ``CheckUnavailable``. ``device``: where the QAT path's integer forward runs
-    (auto | cpu | cuda[:N]); its results are compared on the CPU with the others."""
+    cannot run raises ``CheckUnavailable``. ``engine`` ("local" | "ray", ``mtsnn.engines``):
+    check contiguous shards of the samples as ``workers`` processes or Ray tasks (``address``:
+    an existing Ray cluster) and merge them (the same report as one run); None: in this process.
+    ``device``: where the QAT path's integer forward runs (auto | cpu | cuda[:N]); its results
+    are compared on the CPU with the others."""
     from mtsnn.export.validate import validate_export
     from mtsnn.toolchain.device import using_device
 
     from mtsnn.hw_model.target import Target
 
+    from mtsnn.engines import check_engine
+
+    check_engine(engine, workers, address)
     target = target if isinstance(target, Target) else os.fspath(target)  # a Target: loaded (and relaxed) already
+    run_shards = None
+    if engine is not None:
+        def run_shards(job, images, labels, say):
+            return _sharded_validation(job, images, labels, engine, workers, address, say)
     with using_device(_device(device)):
         return validate_export(checkpoint, export_dir, dataset=dataset, samples=samples, target=target,
-                               simulate=simulate, progress=progress)
+                               simulate=simulate, run_shards=run_shards, progress=progress)
+
+
+def _sharded_validation(job, images, labels, engine: str, workers: int | None, address: str | None, say):
+    """The samples cut into contiguous shards (one per worker, more beyond 4 chunks each), checked
+    as engine tasks and merged: the report of one run."""
+    import numpy as np
+
+    from mtsnn.engines import run_tasks
+    from mtsnn.export.validate import CHUNK_SAMPLES, merge_outcomes, validate_shard
+
+    workers = workers or max(1, min(-(-len(images) // CHUNK_SAMPLES), os.cpu_count() or 1))
+    n_shards = max(workers, -(-len(images) // (4 * CHUNK_SAMPLES)))
+    bounds = np.linspace(0, len(images), n_shards + 1).astype(int)
+    tasks = [(job, images[a:b], labels[a:b], int(a)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    tasks = tasks or [(job, images, labels, 0)]
+    outcomes = []
+    for _, outcome in run_tasks(validate_shard, tasks, engine=engine, workers=workers, address=address):
+        outcomes.append(outcome)
+        say(f"  shard {len(outcomes)}/{len(tasks)} done")
+    return merge_outcomes(outcomes, job.layer_order)

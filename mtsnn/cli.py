@@ -348,6 +348,11 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-sim", action="store_true", help="skip the simulator path")
     parser.add_argument("--relax", action="append", choices=("axon-types",), default=[],
                         help="relax a design rule of the simulator's target knowingly (see mtsnn-sim --relax)")
+    parser.add_argument("--engine", choices=("local", "ray"), default=None,
+                        help="check shards of the samples in processes (local) or Ray tasks (ray) and merge them "
+                             "(the same report as one run; default: this process)")
+    parser.add_argument("--workers", type=int, default=None, help="with --engine: shards run at once (default: CPUs)")
+    parser.add_argument("--address", default=None, help="with --engine ray: an existing cluster's address")
     _add_device_argument(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -359,7 +364,8 @@ def run_validate(args: argparse.Namespace) -> int:
 
     target = load_target(args.target, tuple(args.relax)) if args.relax else args.target
     report = api.validate(args.model, args.dir, dataset=args.dataset, samples=args.samples, target=target,
-                          simulate=not args.no_sim, progress=None if args.json else _say, device=args.device)
+                          simulate=not args.no_sim, engine=args.engine, workers=args.workers, address=args.address,
+                          progress=None if args.json else _say, device=args.device)
     _notes(report.notes)
     if args.json:
         print(json.dumps(report.to_dict()))

@@ -15,24 +15,35 @@ module-level function whose arguments and result pickle (a process pool and Ray 
 from __future__ import annotations
 
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Callable, Iterator
 
-from mtsnn.hw_model.errors import InputError
+from mtsnn.hw_model.errors import InputError, one_line
 
 __all__ = ["ENGINES", "check_engine", "run_tasks"]
 
 ENGINES = ("local", "ray")
+_ADDRESS = re.compile(r"auto|local|(ray://)?[A-Za-z0-9._\-\[\]:]+:[0-9]{1,5}")  # what ray.init accepts
 
 
-def check_engine(engine: str, workers: int | None, address: str | None) -> None:
-    """One line for a bad engine, worker count or address (exit 2 on the command line)."""
+def check_engine(engine: str | None, workers: int | None, address: str | None) -> None:
+    """One line for a bad engine, worker count or address (exit 2 on the command line); engine
+    None (run in this process) takes neither."""
+    if engine is None:
+        for option, value in (("--workers", workers), ("--address", address)):
+            if value is not None:
+                raise InputError(f"{option}: expected only with --engine (local or ray), found {value!r} without it")
+        return
     if engine not in ENGINES:
         raise InputError(f"--engine: expected one of {', '.join(ENGINES)}, found {engine!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise InputError(f"--workers: expected an integer >= 1, found {workers!r}")
     if address is not None and engine != "ray":
         raise InputError("--address: expected only with --engine ray")
+    if address is not None and not _ADDRESS.fullmatch(str(address)):
+        raise InputError(f"--address: expected a Ray cluster address (auto, HOST:PORT or ray://HOST:PORT), "
+                         f"found {str(address)[:80]!r}")
 
 
 def run_tasks(fn: Callable, tasks: list, *, engine: str = "local", workers: int | None = None,
@@ -67,7 +78,12 @@ def _ray(fn: Callable, tasks: list, workers: int, address: str | None):
     started = not ray.is_initialized()
     if started:
         options = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
-        ray.init(**options, log_to_driver=False, logging_level="ERROR")
+        try:
+            ray.init(**options, log_to_driver=False, logging_level="ERROR")
+        except (ValueError, ConnectionError, RuntimeError, TimeoutError) as exc:  # e.g. no cluster at the address
+            where = f"the Ray cluster at {address}" if address else "a local Ray"
+            raise InputError(f"--engine ray: expected to start or reach {where}, found an error "
+                             f"({one_line(exc, 160)})") from None
     try:
         remote = ray.remote(num_cpus=1)(fn)
         pending = {remote.remote(*args): index for index, args in enumerate(tasks)}

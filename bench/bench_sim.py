@@ -84,6 +84,8 @@ def _versus_onnxruntime(model, net, images, target: str, rounds: int, threads: i
     from mtsnn.export.onnx_model import build_onnx
     from mtsnn.hw_model.mapper import map_network
     from mtsnn.hw_model.noc import detailed_tick_cycles
+    from mtsnn.hw_model.reference import run_reference
+    from mtsnn.hw_model.schedule import schedule_for
     from mtsnn.hw_model.simulator import simulate
     from mtsnn.hw_model.target import load_target
 
@@ -91,6 +93,7 @@ def _versus_onnxruntime(model, net, images, target: str, rounds: int, threads: i
     started = time.perf_counter()
     mapping = map_network(net, chip)
     mapper_s = time.perf_counter() - started
+    sched = schedule_for(net, chip)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(build_onnx(net).SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -101,10 +104,13 @@ def _versus_onnxruntime(model, net, images, target: str, rounds: int, threads: i
     def simulator():
         return simulate(mapping, images).logits
 
-    agree = np.array_equal(onnxruntime(), simulator())  # warm-up, and the logits must agree
-    times = {"onnxruntime": [], "simulator": []}
+    def reference():  # the numpy integer reference: T steps, no schedule, nothing counted
+        return run_reference(net, images).logits
+
+    agree = np.array_equal(onnxruntime(), simulator()) and np.array_equal(onnxruntime(), reference())
+    times = {"onnxruntime": [], "reference": [], "simulator": []}
     for _ in range(rounds):
-        for name, fn in (("onnxruntime", onnxruntime), ("simulator", simulator)):
+        for name, fn in (("onnxruntime", onnxruntime), ("reference", reference), ("simulator", simulator)):
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
@@ -115,6 +121,8 @@ def _versus_onnxruntime(model, net, images, target: str, rounds: int, threads: i
     return {"arch": model.config.arch, "target": target, "cores": mapping.n_cores, "images": len(images),
             "mapper_s": mapper_s, "seconds_per_1000": per_1000, "logits_agree": bool(agree),
             "ratio_simulator_vs_onnxruntime": per_1000["simulator"] / per_1000["onnxruntime"],
+            "ratio_reference_vs_onnxruntime": per_1000["reference"] / per_1000["onnxruntime"],
+            "schedule": {"ticks": sched.n_ticks, "timesteps": net.timesteps, "subticks": sched.subticks},
             "detailed_network_model_s_per_sample": detailed_per_sample}
 
 
@@ -168,7 +176,11 @@ def main(argv=None) -> int:
     print(f"{'path':<14}{'s / 1000 images':>16}")
     for name, seconds in per.items():
         print(f"{name:<14}{seconds:>16.3f}")
-    print(f"simulator / onnxruntime = {result['ratio_simulator_vs_onnxruntime']:.2f}x  (goal: <= 2x)")
+    print(f"simulator / onnxruntime = {result['ratio_simulator_vs_onnxruntime']:.2f}x  (goal: <= 2x); "
+          f"numpy reference / onnxruntime = {result['ratio_reference_vs_onnxruntime']:.2f}x")
+    sched = result["schedule"]
+    print(f"  the simulator runs the chip's schedule: {sched['ticks']} ticks of {sched['subticks']} sub-ticks per "
+          f"sample (the reference and onnxruntime: {sched['timesteps']} steps), every event counted per core")
     print(f"detailed network model: {result['detailed_network_model_s_per_sample'] * 1e3:.1f} ms per sample "
           "(mtsnn-sim runs it on 16 samples by default: --detailed-samples)")
     if args.sanafe_samples:

@@ -184,7 +184,8 @@ def write_plots(report: dict, mapping, directory) -> list[Path]:
     return written
 
 
-def _pareto_plot(plt, rows: list, x: str, label: str, unit: str, path: Path, pareto_front, point_key) -> Path:
+def _pareto_plot(plt, rows: list, x: str, label: str, unit: str, path: Path, pareto_front, point_key,
+                 context: str = "") -> Path:
     ok = [r for r in rows if r["status"] == "ok"]
     factor, scaled = scaled_unit([r[x] for r in ok] or [0.0], unit)
     fig, ax = plt.subplots(figsize=(9, 5.5))
@@ -204,16 +205,18 @@ def _pareto_plot(plt, rows: list, x: str, label: str, unit: str, path: Path, par
     ax.set_xlabel(f"{label} per sample ({scaled})")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"Sweep: accuracy vs {label} (Pareto front as a step line, labelled bits-Smax-T)"
-                 + (f"; {skipped} refused or not bit-exact rows not shown" if skipped else ""), fontsize=9)
+                 + (f"; {skipped} refused or not bit-exact rows not shown" if skipped else "")
+                 + (f"\n{context}" if context else ""), fontsize=9)
     if series:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
-def sweep_pareto_plots(rows: list, directory, pareto_front, point_key) -> dict:
+def sweep_pareto_plots(rows: list, directory, pareto_front, point_key, context: str = "") -> dict:
     """Write ``pareto_energy.png`` and ``pareto_latency.png`` into ``directory``; ``pareto_front(rows,
-    x)`` and ``point_key(row)`` come from ``mtsnn.sweep``."""
+    x)`` and ``point_key(row)`` come from ``mtsnn.sweep``; ``context``: a second title line (data
+    set, architecture, samples)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -223,6 +226,7 @@ def sweep_pareto_plots(rows: list, directory, pareto_front, point_key) -> dict:
     written = {}
     for name, x, label, unit in (("pareto_energy", "energy_j", "energy", "J"),
                                  ("pareto_latency", "latency_s", "latency", "s")):
-        written[name] = _pareto_plot(plt, rows, x, label, unit, directory / f"{name}.png", pareto_front, point_key)
+        written[name] = _pareto_plot(plt, rows, x, label, unit, directory / f"{name}.png", pareto_front, point_key,
+                                     context)
         plt.close("all")
     return written

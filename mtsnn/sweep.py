@@ -372,9 +372,19 @@ def _write_outputs(out: Path, spec: SweepSpec, rows: list, records: list) -> dic
                      and r["static"] == (spec.statics[0] if spec.statics else r["static"])], x)]
                     for target in spec.targets for x in ("energy_j", "latency_s")}}
     atomic_write_bytes(files["json"], (json.dumps(document, indent=2, allow_nan=False) + "\n").encode("utf-8"))
-    for name, path in sweep_pareto_plots(rows, out, pareto_front, point_key).items():
+    for name, path in sweep_pareto_plots(rows, out, pareto_front, point_key, _plot_context(spec, records)).items():
         files[name] = path
     return files
+
+
+def _plot_context(spec: SweepSpec, records: list) -> str:
+    """The plots' second title line: data set, architecture, samples, training."""
+    dataset = spec.dataset if ":" not in spec.dataset else (
+        f"{spec.dataset.split(':', 1)[0]}:{Path(spec.dataset.split(':', 1)[1]).name or spec.dataset}")
+    samples = sorted({r["validation"]["samples"] for r in records if r.get("validation")})
+    counted = f"{samples[0]} test samples per point" if len(samples) == 1 else "test samples per point vary"
+    return (f"{dataset}, {spec.arch or 'default arch'}, {counted}, QAT {spec.epochs} epochs per point "
+            f"from a {spec.baseline_epochs}-epoch float baseline")
 
 
 def format_sweep_table(rows: list) -> str:

@@ -328,11 +328,14 @@ def validate_shard(job: ValidationJob, images: np.ndarray, labels: np.ndarray, s
     chunk = chunk or CHUNK_SAMPLES
     model, session = prepared or _model_and_session(job)
     outcomes = []
+    firsts = range(0, max(len(images), 1), chunk)
     with using_device(job.device):
-        for first in range(0, max(len(images), 1), chunk):
+        for first in firsts:
+            path_lines = say if first == 0 else (lambda text: None)  # per-path lines for the first chunk
             outcomes.append(_check_chunk(job, model, session, images[first : first + chunk],
-                                         labels[first : first + chunk], start + first, say))
-            say = lambda text: None  # noqa: E731 - the per-path progress lines once, for the first chunk
+                                         labels[first : first + chunk], start + first, path_lines))
+            if len(firsts) > 1:
+                say(f"  checked {min(first + chunk, len(images))}/{len(images)} samples")
     return merge_outcomes(outcomes, job.layer_order)
 
 

@@ -47,7 +47,7 @@ def _same_report(a, b):
     assert np.array_equal(a.mismatched_samples, b.mismatched_samples)
 
 
-def test_chunks_merge_into_the_report_of_one_run(trained_model, late_divergence, monkeypatch):
+def test_chunks_merge_into_the_report_of_one_run(trained_model, late_divergence, monkeypatch, capsys):
     folder, first_sample = late_divergence
     one = mtsnn.validate(trained_model, folder, target="loihi")
     assert not one.bit_exact and 0 < one.mismatches < one.samples
@@ -63,8 +63,10 @@ def test_chunks_merge_into_the_report_of_one_run(trained_model, late_divergence,
         return check_chunk(job, model, session, images, labels, start, say)
 
     monkeypatch.setattr(validation, "_check_chunk", counted)
-    chunked = mtsnn.validate(trained_model, folder, target="loihi")
+    lines = []
+    chunked = mtsnn.validate(trained_model, folder, target="loihi", progress=lines.append)
     assert starts == [(i * 37, min(37, 360 - i * 37)) for i in range(10)]
+    assert lines[-1] == "  checked 360/360 samples" and "  checked 37/360 samples" in lines  # progress per chunk
     _same_report(chunked, one)
 
 

@@ -189,7 +189,7 @@ def train_tiny(out: Path, **overrides):
 EXIT_CODES = (0, 1, 2, 3)
 # lines a command may print on stderr besides its one error line (notes, warnings, progress)
 _ALLOWED_STDERR = ("note: ", "warning: ", "validating ", "  simulator done", "  reference done", "  qat done",
-                   "  onnxruntime done", "  shard ", "training ", "resuming ")
+                   "  onnxruntime done", "  shard ", "  checked ", "training ", "resuming ")
 
 
 def check_streams(prog: str, rc, out: str, err: str, *, exited: bool, argv) -> str:

@@ -30,7 +30,7 @@ import pytest
 
 import mtsnn
 import mtsnn.toolchain.datasets as datasets_module
-from fuzz_harness import TINY_TRAIN, Inconsistent, cli_call, fuzz_cases, fuzz_seed
+from fuzz_harness import HANG_S, TINY_TRAIN, Inconsistent, cli_call, fuzz_cases, fuzz_seed
 from mtsnn import cli
 
 ENTRIES = {  # entry function, the command it runs, its program name for errors
@@ -362,6 +362,21 @@ def _expectations(command: str, argv: list) -> tuple[list, bool]:
     return bad, isinstance(golden, int) and golden < 0
 
 
+# work whose honest cost exceeds the harness's default 10 s: starting a local Ray (about 7 s
+# here) or spawned worker processes that import torch, and a cold torch.compile (about 18 s)
+SLOW_OPTIONS = {"--engine": {"ray": 90.0, "local": 60.0}, "--compile": {"on": 60.0, "auto": 60.0}}
+
+
+def _time_limit(argv: list) -> float:
+    limit = HANG_S
+    for i, arg in enumerate(argv):
+        option, _, value = arg.partition("=")
+        if option in SLOW_OPTIONS:
+            value = value if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+            limit = max(limit, SLOW_OPTIONS[option].get(value, HANG_S))
+    return limit
+
+
 def test_command_line_fuzz(fuzz, resources, tmp_path, capsys, monkeypatch):
     import torch
 
@@ -407,7 +422,8 @@ def test_command_line_fuzz(fuzz, resources, tmp_path, capsys, monkeypatch):
                 _consistent(command, argv, out, folder)
             return verdict if verdict != "divergence" else "accepted_divergence"
 
-        verdict = fuzz.case(f"case {case}: {name} {' '.join(repr(a)[:60] for a in argv)}", run)
+        verdict = fuzz.case(f"case {case}: {name} {' '.join(repr(a)[:60] for a in argv)}", run,
+                            limit_s=_time_limit(argv))
         fuzz.bump(f"{name}: {verdict}")
         monkeypatch.chdir(tmp_path)
         shutil.rmtree(folder, ignore_errors=True)

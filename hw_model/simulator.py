@@ -273,6 +273,13 @@ class _Routes:
     def n_routes(self) -> int:
         return self.ids.size
 
+    @property
+    def dst_groups(self) -> tuple:
+        """The routes grouped by destination core (``_groups``), computed once."""
+        if "_dst_groups" not in self.__dict__:
+            self.__dict__["_dst_groups"] = _groups(self.dst)
+        return self.__dict__["_dst_groups"]
+
 
 @dataclass(frozen=True, eq=False)
 class _LayerPlan:
@@ -723,7 +730,7 @@ def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, r
         source = out.reshape(out_shape)
 
     for routes in _all_routes(plans):  # every message arrives at its route's destination core
-        _reduce_into(np.add, counts["messages_in"], routes.dst, route_packets[routes.ids])
+        _reduce_into(np.add, counts["messages_in"], routes.dst_groups, route_packets[routes.ids])
     core_cycles = _core_cycles(mapping, plans, counts, route_packets)
     tick_cycles, overruns = tick_cycles_from(core_cycles, mapping, plans.prices.cycles)
     return BatchActivity(logits=logits, spikes=spikes, tick_spikes=tick_spikes, tick_updates=tick_updates,
@@ -733,15 +740,20 @@ def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, r
                          link_load=_link_load(mapping, route_packets))
 
 
-def _reduce_into(ufunc, target: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
-    """``ufunc.at(target, index, values)`` along the first axis, as one sort and one
-    ``ufunc.reduceat`` (ufunc.at is slow on large blocks); exact for add, minimum and maximum."""
-    if not index.size:
-        return
+def _groups(index: np.ndarray) -> tuple:
+    """(order, group starts, group rows): ``index[order]`` sorted, its runs starting at ``starts``."""
     order = np.argsort(index, kind="stable")
     ordered = index[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    rows = ordered[starts]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if index.size else np.zeros(0, np.int64)
+    return order, starts, ordered[starts]
+
+
+def _reduce_into(ufunc, target: np.ndarray, groups: tuple, values: np.ndarray) -> None:
+    """``ufunc.at(target, index, values)`` along the first axis, as one ``ufunc.reduceat`` over
+    ``groups = _groups(index)`` (ufunc.at is slow on large blocks); exact for add, min and max."""
+    order, starts, rows = groups
+    if not rows.size:
+        return
     target[rows] = ufunc(target[rows], ufunc.reduceat(values[order], starts, axis=0))
 
 
@@ -765,8 +777,8 @@ def _core_cycles(mapping: Mapping, plans: _Plans, counts: dict, route_packets: n
         latency = routes.latency[:, None, None]
         first_r = np.where(active, latency + axon_out, _FAR)
         last_r = np.where(active, send[routes.src] + latency, 0)
-        _reduce_into(np.minimum, first, routes.dst, first_r)
-        _reduce_into(np.maximum, last, routes.dst, last_r)
+        _reduce_into(np.minimum, first, routes.dst_groups, first_r)
+        _reduce_into(np.maximum, last, routes.dst_groups, last_r)
     done = receive_done_cycles(work, counts["messages_in"], first, last)
     return np.maximum(send, done)
 

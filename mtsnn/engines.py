@@ -9,7 +9,8 @@ module-level function whose arguments and result pickle (a process pool and Ray 
   tasks in this process, one after the other.
 - ``ray`` (``pip install 'mtsnn[ray]'``): Ray tasks of one CPU each, on a Ray started here for
   the call (``workers`` CPUs) or on an existing cluster (``address``, e.g. ``ray://host:10001``
-  or ``auto`` on a cluster node). A Ray already initialised by the caller is used as it is.
+  or ``auto`` on a cluster node). A Ray already initialised by the caller is used as it is. A
+  Ray that cannot start or be reached is ``CheckUnavailable`` (exit 3), one line.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import re
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Callable, Iterator
 
-from mtsnn.hw_model.errors import InputError, one_line
+from mtsnn.hw_model.errors import CheckUnavailable, InputError, one_line
 
 __all__ = ["ENGINES", "check_engine", "run_tasks"]
 
@@ -80,10 +81,10 @@ def _ray(fn: Callable, tasks: list, workers: int, address: str | None):
         options = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
         try:
             ray.init(**options, log_to_driver=False, logging_level="ERROR")
-        except (ValueError, ConnectionError, RuntimeError, TimeoutError) as exc:  # e.g. no cluster at the address
+        except Exception as exc:  # noqa: BLE001 - Ray raises assorted types: no cluster there, a node that did not start
             where = f"the Ray cluster at {address}" if address else "a local Ray"
-            raise InputError(f"--engine ray: expected to start or reach {where}, found an error "
-                             f"({one_line(exc, 160)})") from None
+            raise CheckUnavailable(f"--engine ray: could not start or reach {where} ({one_line(exc, 160)}); "
+                                   "use --engine local, or check the cluster") from None
     try:
         remote = ray.remote(num_cpus=1)(fn)
         pending = {remote.remote(*args): index for index, args in enumerate(tasks)}

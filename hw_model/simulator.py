@@ -122,6 +122,8 @@ def _one_blas_thread():
 
 
 DENSE_ENTRIES = 1 << 22  # a segment matrix up to this many entries (16 MiB in float32) is kept dense
+SCAN_ELEMENTS = 1 << 25  # counts scanned at once for their nonzero entries (24 bytes of indices per
+#                          nonzero): larger arrays are histogrammed in row blocks
 
 
 def nonzero_entries(values: np.ndarray) -> tuple:
@@ -240,6 +242,9 @@ class _Segments:
         b, n_seg = values.shape[0], self.n_segments
         if not self.indices.size:
             return np.zeros((levels, b, n_seg), dtype=np.int64)
+        if nonzero is None and b > 1 and values.size > SCAN_ELEMENTS:  # bounded index arrays
+            rows = max(1, SCAN_ELEMENTS // max(values.shape[1], 1))
+            return np.concatenate([self.sums_above(values[i : i + rows], levels) for i in range(0, b, rows)], axis=1)
         key, weights = self._histogram_keys(values.shape[1], nonzero if nonzero is not None
                                             else nonzero_entries(values), levels)
         hist = np.bincount(key, weights=weights, minlength=b * n_seg * (levels + 1)).reshape(b, n_seg, levels + 1)
@@ -549,7 +554,8 @@ def _send_subticks(routes: _Routes, somas: _Segments, s: np.ndarray, unary: bool
     ``nonzero_entries(s)`` when the caller has it."""
     if subticks == 1:
         return [_send_side(routes, somas, s, unary, psum_messages)]
-    nonzero = nonzero if nonzero is not None else nonzero_entries(s)
+    if nonzero is None and s.size <= SCAN_ELEMENTS:  # one scan for both histograms (larger: each in row blocks)
+        nonzero = nonzero_entries(s)
     spikes = somas.sums_above(s, subticks, nonzero)
     packets = routes.spike_neurons.sums_above(s, subticks, nonzero)
     n_psum = routes.n_routes - routes.n_spike_routes
@@ -637,7 +643,7 @@ def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, r
         layer, p, ids = plan.layer, plan.layer.neuron, plan.core_ids
         flat = source.reshape(n_ticks, b, -1)
         stacked_source = flat.reshape(n_ticks * b, -1)
-        if subticks > 1 and source_nonzero is None:
+        if subticks > 1 and source_nonzero is None and stacked_source.size <= SCAN_ELEMENTS:
             source_nonzero = nonzero_entries(stacked_source)
         active_ticks = [t for t in range(n_ticks) if flat[t].any()]
         # receiving side: the messages the source emits in tick t are read in tick t
@@ -716,7 +722,7 @@ def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, r
             break
         saturations[layer.name] = clipped_in_window
         stacked_out = out.reshape(n_ticks * b, -1)
-        source_nonzero = nonzero_entries(stacked_out) if subticks > 1 else None
+        source_nonzero = nonzero_entries(stacked_out) if subticks > 1 and stacked_out.size <= SCAN_ELEMENTS else None
         sides = _send_subticks(plan.routes, plan.somas, stacked_out, unary, psum_by_tick, subticks, source_nonzero)
         _store_sends(counts, route_packets, ids, plan.routes, sides, n_ticks, subticks, True)
         out_shape = (n_ticks, b) + tuple(layer.out_shape)

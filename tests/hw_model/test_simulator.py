@@ -384,3 +384,20 @@ def test_sparse_count_matrices_give_the_same_counts(monkeypatch, partitioning):
     for kind in COUNT_KINDS:
         assert np.array_equal(dense.counts[kind], sparse.counts[kind]), kind
     assert np.array_equal(dense.tick_cycles, sparse.tick_cycles)
+
+
+@pytest.mark.parametrize("partitioning", ["preset", "split-fan-in", "small-cores"])
+def test_counts_in_row_blocks_equal_counts_in_one_scan(partitioning, monkeypatch):
+    """Beyond SCAN_ELEMENTS the sub-tick histograms run in row blocks (bounded index arrays):
+    the same counts, cycles and logits as one scan."""
+    import mtsnn.hw_model.simulator as simulator
+
+    mapping, images = _setup("conv-pool-dense", "loihi", partitioning, n=9, smax=5)
+    assert schedule_for(mapping.network, mapping.target).subticks == 5
+    one = simulate_batch(mapping, images)
+    monkeypatch.setattr(simulator, "SCAN_ELEMENTS", 50)  # a few rows of a layer's counts per block
+    blocks = simulate_batch(mapping, images)
+    assert np.array_equal(one.logits, blocks.logits)
+    for kind, counts in one.counts.items():
+        assert np.array_equal(counts, blocks.counts[kind]), kind
+    assert np.array_equal(one.core_cycles, blocks.core_cycles)

@@ -13,7 +13,7 @@ import numpy as np
 
 from .network import IntegerNetwork
 from .neuron import encode_pixels, mtlif_step, readout_step
-from .synapse import synaptic_input
+from .synapse import neuron_state_dtype, partial_sum_bound, synaptic_input
 
 __all__ = ["ReferenceResult", "LayerRun", "run_layer", "run_reference", "predict", "check_images"]
 
@@ -52,28 +52,29 @@ def run_layer(layer, inputs: list, smax_in: int) -> LayerRun:
     input is computed once; otherwise all T x B inputs go through one GEMM.
     """
     timesteps = len(inputs)
+    state = neuron_state_dtype(layer, partial_sum_bound(layer, smax_in))  # int32 where proven exact
     if all(x is inputs[0] for x in inputs):
-        currents = [synaptic_input(layer, inputs[0], smax_in)] * timesteps
+        currents = [synaptic_input(layer, inputs[0], smax_in).astype(state)] * timesteps
     else:
         stacked = np.concatenate(inputs, axis=0)
         batch = inputs[0].shape[0]
-        flat = synaptic_input(layer, stacked, smax_in)
+        flat = synaptic_input(layer, stacked, smax_in).astype(state)
         currents = [flat[t * batch : (t + 1) * batch] for t in range(timesteps)]
     v = np.zeros_like(currents[0])
     saturations = 0
     if layer.readout:
         for current in currents:
             v, clipped = readout_step(v, current, layer.neuron.acc_bits)
-            saturations += int(clipped.sum())
-        return LayerRun(spikes=None, logits=v.reshape(v.shape[0], -1), saturations=saturations)
+            saturations += int(np.count_nonzero(clipped))
+        return LayerRun(spikes=None, logits=v.reshape(v.shape[0], -1).astype(np.int64), saturations=saturations)
     spikes = np.empty((timesteps,) + currents[0].shape, dtype=np.uint8)
     p = layer.neuron
     smax_clipped = 0
     for t, current in enumerate(currents):
         s, v, clipped = mtlif_step(v, current, p.theta_int, p.delta, p.smax, p.acc_bits)
         spikes[t] = s
-        saturations += int(clipped.sum())
-        smax_clipped += int((v >= p.theta_int).sum())  # after reset, a residue >= theta means s hit Smax
+        saturations += int(np.count_nonzero(clipped))
+        smax_clipped += int(np.count_nonzero(v >= p.theta_int))  # after reset, a residue >= theta means s hit Smax
     return LayerRun(spikes=spikes, logits=None, saturations=saturations, smax_clipped=smax_clipped)
 
 

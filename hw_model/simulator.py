@@ -48,7 +48,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .mapper import Mapping
 from .network import ConvLayer, DenseLayer
-from .neuron import encode_pixels, int32_is_exact, mtlif_step, readout_step
+from .neuron import encode_pixels, mtlif_step, readout_step
 from .pricing import (
     COUNT_KINDS,
     ENERGY_KINDS,
@@ -62,7 +62,7 @@ from .pricing import (
 )
 from .reference import check_images, predict
 from .schedule import Schedule, schedule_for
-from .synapse import exact_gemm_dtype, im2col, partial_sum_bound
+from .synapse import exact_gemm_dtype, im2col, neuron_state_dtype, partial_sum_bound
 from .target import sync_cycles
 
 __all__ = [
@@ -252,13 +252,6 @@ class _Segments:
         return np.ascontiguousarray(np.moveaxis(above, -1, 0)).astype(np.int64)
 
 
-def _neuron_dtype(layer, input_bound: int) -> np.dtype:
-    """int32 where ``hw_model.neuron.int32_is_exact`` proves it exact, else int64."""
-    p = layer.neuron
-    exact = int32_is_exact(p.acc_bits, p.delta, p.theta_int, input_bound)
-    return np.dtype(np.int32) if exact else np.dtype(np.int64)
-
-
 @dataclass(frozen=True, eq=False)
 class _Routes:
     """The routes leaving one group of cores (a layer's, or the input generators'), as matrices."""
@@ -363,7 +356,7 @@ def _layer_plan(mapping: Mapping, index: int, cycles: dict) -> _LayerPlan:
     nc, n_out, p = len(cores), layer.n_neurons, layer.neuron
     smax_in = net.input_smax(index)
     bound = partial_sum_bound(layer, smax_in)
-    gemm_dtype, neuron_dtype = exact_gemm_dtype(bound), _neuron_dtype(layer, bound)
+    gemm_dtype, neuron_dtype = exact_gemm_dtype(bound), neuron_state_dtype(layer, bound)
     weight, bias = None, np.zeros(n_out, dtype=neuron_dtype)
     if isinstance(layer, ConvLayer):
         weight = layer.weight.reshape(layer.weight.shape[0], -1).astype(gemm_dtype)

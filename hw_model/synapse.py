@@ -20,6 +20,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .network import ConvLayer, DenseLayer, PoolLayer
+from .neuron import int32_is_exact
 
 __all__ = [
     "FLOAT32_EXACT_LIMIT",
@@ -40,6 +41,14 @@ def partial_sum_bound(layer, smax_in: int) -> int:
         return layer.fan_in * smax_in
     weight_abs = np.abs(layer.weight.reshape(layer.weight.shape[0], -1)).sum(axis=1)
     return int((weight_abs * smax_in + np.abs(layer.bias)).max())
+
+
+def neuron_state_dtype(layer, input_bound: int) -> np.dtype:
+    """int32 for the layer's membranes and currents where ``hw_model.neuron.int32_is_exact``
+    proves it exact for inputs bounded by ``input_bound`` (``partial_sum_bound``), else int64."""
+    p = layer.neuron
+    exact = int32_is_exact(p.acc_bits, p.delta, p.theta_int, input_bound)
+    return np.dtype(np.int32) if exact else np.dtype(np.int64)
 
 
 def exact_gemm_dtype(bound: int) -> np.dtype:

@@ -570,20 +570,23 @@ def _by_tick(values: np.ndarray, n_ticks: int) -> np.ndarray:
 
 
 def _store_sends(counts: dict, route_packets: np.ndarray, ids: np.ndarray, routes: _Routes, sides: list,
-                 n_ticks: int, subticks: int, spikes_are_updates: bool) -> None:
-    """Store what a group of cores sent in every tick (``sides`` of ``_send_subticks`` over the
-    tick-stacked counts): sub-tick j of tick t is chip tick t * subticks + j. A neuron that fires
-    in a later sub-tick is updated there (``spikes_are_updates``: one update per spike)."""
+                 ticks: np.ndarray, subticks: int, *, repeated: bool = False, spikes_kind: str = "spikes_out",
+                 spikes_are_updates: bool = False) -> None:
+    """Store what a group of cores sent in ``ticks`` (``sides`` of ``_send_subticks``: rows
+    tick-major over ``ticks``, or with ``repeated`` one tick's rows that every tick sends again):
+    sub-tick j of tick t is chip tick t * subticks + j. A neuron that fires in a later sub-tick is
+    updated there (``spikes_are_updates``: one update per spike)."""
     rows = ids[:, None]
+    per_tick = 1 if repeated else ticks.size
     for j, (spiked, packets, (messages, hops_x, hops_y)) in enumerate(sides):
-        chips = np.arange(n_ticks) * subticks + j
+        chips = ticks * subticks + j
         if j and spikes_are_updates:
-            counts["updates"][rows, chips] = _by_tick(spiked, n_ticks)
-        counts["spikes_out"][rows, chips] = _by_tick(spiked, n_ticks)
-        counts["messages_out"][rows, chips] += _by_tick(messages, n_ticks)
-        counts["hops_x"][rows, chips] += _by_tick(hops_x, n_ticks)
-        counts["hops_y"][rows, chips] += _by_tick(hops_y, n_ticks)
-        route_packets[routes.ids[:, None], chips] = _by_tick(packets, n_ticks)
+            counts["updates"][rows, chips] = _by_tick(spiked, per_tick)
+        counts[spikes_kind][rows, chips] = _by_tick(spiked, per_tick)
+        counts["messages_out"][rows, chips] += _by_tick(messages, per_tick)
+        counts["hops_x"][rows, chips] += _by_tick(hops_x, per_tick)
+        counts["hops_y"][rows, chips] += _by_tick(hops_y, per_tick)
+        route_packets[routes.ids[:, None], chips] = _by_tick(packets, per_tick)
 
 
 def _store_reads(counts: dict, plan: _LayerPlan, flat: np.ndarray, nonzero: tuple | None, n_ticks: int,
@@ -597,13 +600,6 @@ def _store_reads(counts: dict, plan: _LayerPlan, flat: np.ndarray, nonzero: tupl
     above = plan.reads.sums_above(flat, subticks, nonzero)  # (subticks, n_ticks * B, n_cores)
     for j in range(subticks):
         counts["synapse_reads"][rows, np.arange(n_ticks) * subticks + j] = _by_tick(above[j], n_ticks)
-
-
-def _store_send(counts: dict, ids: np.ndarray, tick: int, per_source: tuple) -> None:
-    messages, hops_x, hops_y = per_source
-    counts["messages_out"][ids, tick] += messages.T
-    counts["hops_x"][ids, tick] += hops_x.T
-    counts["hops_y"][ids, tick] += hops_y.T
 
 
 def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, record_ticks: bool,
@@ -621,13 +617,10 @@ def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, r
     encoded = encode_pixels(images, net.encoder.smax).reshape(b, -1)
     source = np.zeros((n_ticks, b) + tuple(net.encoder.shape), dtype=np.uint8)
     source[: steps] = encoded.reshape((b,) + tuple(net.encoder.shape))
-    for j, (spikes_out, packets, per_source) in enumerate(
-            _send_subticks(plans.input_routes, plans.input_somas, encoded, unary, None, subticks)):
-        for tick in sched.input_ticks:
-            chip = tick * subticks + j
-            counts["input_spikes"][plans.input_core_ids, chip] = spikes_out.T
-            _store_send(counts, plans.input_core_ids, chip, per_source)
-            route_packets[plans.input_routes.ids, chip] = packets.T
+    _store_sends(counts, route_packets, plans.input_core_ids, plans.input_routes,
+                 _send_subticks(plans.input_routes, plans.input_somas, encoded, unary, None, subticks),
+                 np.arange(sched.input_ticks.start, sched.input_ticks.stop), subticks, repeated=True,
+                 spikes_kind="input_spikes")  # the same encoded image in every input tick
 
     spikes, tick_spikes, spike_totals, saturations, logits = {}, {}, {}, {}, None
     tick_updates, tick_psums = {}, {}
@@ -717,7 +710,8 @@ def _simulate_batch(mapping: Mapping, images: np.ndarray, record_spikes: bool, r
         stacked_out = out.reshape(n_ticks * b, -1)
         source_nonzero = nonzero_entries(stacked_out) if subticks > 1 and stacked_out.size <= SCAN_ELEMENTS else None
         sides = _send_subticks(plan.routes, plan.somas, stacked_out, unary, psum_by_tick, subticks, source_nonzero)
-        _store_sends(counts, route_packets, ids, plan.routes, sides, n_ticks, subticks, True)
+        _store_sends(counts, route_packets, ids, plan.routes, sides, np.arange(n_ticks), subticks,
+                     spikes_are_updates=True)
         out_shape = (n_ticks, b) + tuple(layer.out_shape)
         in_window = out[window.start : window.stop]
         spike_totals[layer.name] = (int(in_window.sum(dtype=np.int64)), int(out.sum(dtype=np.int64)),

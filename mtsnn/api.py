@@ -402,16 +402,12 @@ def _sharded_simulation(mapping, images, labels, batch_size: int, engine: str, w
                         address: str | None, on_shard):
     """The samples cut into one contiguous shard per worker (several per worker beyond 4096
     samples each), simulated as engine tasks and merged in order."""
-    import numpy as np
-
-    from mtsnn.engines import check_engine, run_tasks
+    from mtsnn.engines import check_engine, contiguous_shards, run_tasks
     from mtsnn.hw_model.simulator import merge_results, simulate_shard
 
     check_engine(engine, workers, address)
     workers = workers or max(1, min(len(images) // batch_size or 1, os.cpu_count() or 1))
-    n_shards = max(workers, -(-len(images) // 4096))
-    bounds = np.linspace(0, len(images), n_shards + 1).astype(int)
-    tasks = [(mapping, images[a:b], labels[a:b], batch_size) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    tasks = [(mapping, images[a:b], labels[a:b], batch_size) for a, b in contiguous_shards(len(images), workers, 4096)]
     results = [None] * len(tasks)
     for index, result in run_tasks(simulate_shard, tasks, engine=engine, workers=workers, address=address):
         results[index] = result
@@ -555,16 +551,12 @@ def validate(checkpoint: str | os.PathLike, export_dir: str | os.PathLike, *, da
 def _sharded_validation(job, images, labels, engine: str, workers: int | None, address: str | None, say):
     """The samples cut into contiguous shards (one per worker, more beyond 4 chunks each), checked
     as engine tasks and merged: the report of one run."""
-    import numpy as np
-
-    from mtsnn.engines import run_tasks
+    from mtsnn.engines import contiguous_shards, run_tasks
     from mtsnn.export.validate import CHUNK_SAMPLES, merge_outcomes, validate_shard
 
     workers = workers or max(1, min(-(-len(images) // CHUNK_SAMPLES), os.cpu_count() or 1))
-    n_shards = max(workers, -(-len(images) // (4 * CHUNK_SAMPLES)))
-    bounds = np.linspace(0, len(images), n_shards + 1).astype(int)
-    tasks = [(job, images[a:b], labels[a:b], int(a)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    tasks = tasks or [(job, images, labels, 0)]
+    shards = contiguous_shards(len(images), workers, 4 * CHUNK_SAMPLES)
+    tasks = [(job, images[a:b], labels[a:b], a) for a, b in shards] or [(job, images, labels, 0)]
     outcomes = []
     for _, outcome in run_tasks(validate_shard, tasks, engine=engine, workers=workers, address=address):
         outcomes.append(outcome)

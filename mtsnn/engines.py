@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 
 from mtsnn.hw_model.errors import CheckUnavailable, InputError, one_line
 
-__all__ = ["ENGINES", "check_engine", "run_tasks"]
+__all__ = ["ENGINES", "check_engine", "contiguous_shards", "run_tasks"]
 
 ENGINES = ("local", "ray")
 _ADDRESS = re.compile(r"auto|local|(ray://)?[A-Za-z0-9._\-\[\]:]+:[0-9]{1,5}")  # what ray.init accepts
@@ -45,6 +45,14 @@ def check_engine(engine: str | None, workers: int | None, address: str | None) -
     if address is not None and not _ADDRESS.fullmatch(str(address)):
         raise InputError(f"--address: expected a Ray cluster address (auto, HOST:PORT or ray://HOST:PORT), "
                          f"found {str(address)[:80]!r}")
+
+
+def contiguous_shards(n: int, workers: int, largest: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of contiguous, non-empty shards of ``n`` samples in order: one per worker,
+    more when a shard would hold over ``largest`` samples (bounded memory per task)."""
+    n_shards = max(workers, -(-n // largest))
+    bounds = [n * k // n_shards for k in range(n_shards + 1)]
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
 def run_tasks(fn: Callable, tasks: list, *, engine: str = "local", workers: int | None = None,

@@ -32,7 +32,6 @@ its time is added up in ``compile_seconds()``.
 from __future__ import annotations
 
 import functools
-import math
 import os
 import sys
 import time
@@ -136,15 +135,7 @@ def _count(crossed, smax):
 
 def _surrogate(x, smax, curve: int, a: float, b: float):
     """``toolchain.surrogate.surrogate_derivative`` (the same formulas) with Smax a 0-dim tensor."""
-    d = x - torch.minimum(torch.clamp(torch.round(x), min=1), smax)
-    if curve == 1:
-        sig = torch.sigmoid(b * d)
-        return a * b * sig * (1 - sig)
-    if curve == 2:
-        return a * torch.exp(-b * d * d)
-    if curve == 3:
-        return a * torch.clamp(1 - d.abs() * (math.sqrt(b) / 2), min=0)
-    return _surrogates.surrogate_derivative(x, 1, curve, a, b)  # raises for an unknown curve
+    return _surrogates.surrogate_of_offset(x - torch.minimum(torch.clamp(torch.round(x), min=1), smax), curve, a, b)
 
 
 def _neuron_step(v, i, theta, shift, mult, smax, limit, dtype, leak: bool, by_shift: bool):

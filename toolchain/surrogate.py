@@ -28,7 +28,7 @@ import math
 
 import torch
 
-__all__ = ["SURROGATE_CURVES", "surrogate_derivative"]
+__all__ = ["SURROGATE_CURVES", "surrogate_derivative", "surrogate_of_offset"]
 
 SURROGATE_CURVES = (1, 2, 3)
 
@@ -39,7 +39,12 @@ def _nearest_threshold_offset(x: torch.Tensor, smax: int) -> torch.Tensor:
 
 def surrogate_derivative(x: torch.Tensor, smax: int, curve: int = 2, a: float = 1.0, b: float = 20.0) -> torch.Tensor:
     """d s / d x for membrane ``x`` in threshold units, elementwise; same shape and dtype."""
-    d = _nearest_threshold_offset(x, smax)
+    return surrogate_of_offset(_nearest_threshold_offset(x, smax), curve, a, b)
+
+
+def surrogate_of_offset(d: torch.Tensor, curve: int, a: float, b: float) -> torch.Tensor:
+    """The curve itself, of ``d`` = x minus its nearest threshold in 1..Smax (shared with the
+    fused kernels, which compute ``d`` with Smax as a tensor)."""
     if curve == 1:
         sig = torch.sigmoid(b * d)
         return a * b * sig * (1 - sig)
